@@ -1,0 +1,5 @@
+"""bcemb: backward compatible embeddings (Hu et al., KDD 2022)."""
+
+from bcemb.version import __version__
+
+__all__ = ["__version__"]
