@@ -1,0 +1,72 @@
+"""Tensors of every version of one graph, built once and shared by all methods of a run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+
+import torch
+
+from bcemb.data.consumer_tasks import ConsumerTasks
+from bcemb.data.graph import EvolvingGraph
+from bcemb.data.splits import DEFAULT_TIMES, TimeSlices
+from bcemb.models.graph_input import GraphInput
+from bcemb.training.trainer import VersionData
+
+__all__ = ["ExperimentData"]
+
+
+class ExperimentData:
+    """An evolving graph, its time slices, version tensors and consumer tasks.
+
+    Args:
+        graph: The evolving graph.
+        times: ``t_0 .. t_K`` and the closing ``t_{K+1}``.
+        device: Where version tensors live.
+    """
+
+    def __init__(
+        self, graph: EvolvingGraph, *, times: Sequence[float] = DEFAULT_TIMES, device: torch.device | str = "cpu"
+    ) -> None:
+        self.graph = graph
+        self.slices = TimeSlices(graph, times)
+        self.device = torch.device(device)
+        self.feature_sizes = {name: len(g.vocab) for name, g in graph.item_features.items()}
+        self._version = cache(self._build_version)
+        self._tasks: ConsumerTasks | None = None
+
+    @property
+    def num_versions(self) -> int:
+        """``K + 1``."""
+        return self.slices.num_versions
+
+    @property
+    def tasks(self) -> ConsumerTasks:
+        """The five consumer tasks (built on first use)."""
+        if self._tasks is None:
+            self._tasks = ConsumerTasks(self.slices)
+        return self._tasks
+
+    def version(self, k: int) -> VersionData:
+        """Tensors of version ``k`` (cached)."""
+        return self._version(k)
+
+    def _build_version(self, k: int) -> VersionData:
+        g, split = self.graph, self.slices.split(k)
+        n = {"num_users": split.num_users, "num_items": split.num_items}
+        train_graph = GraphInput.build(g, split.train_edges, **n)
+        embed_graph = GraphInput.build(g, torch.arange(self.slices.num_edges(k)).numpy(), **n)
+
+        def t(x):  # noqa: ANN001, ANN202
+            return torch.as_tensor(x, dtype=torch.long)
+
+        data = VersionData(
+            k=k,
+            train_graph=train_graph,
+            embed_graph=embed_graph,
+            train_user=t(g.user[split.train_edges]),
+            train_item=t(g.item[split.train_edges]),
+            val_user=t(g.user[split.val_edges]),
+            val_item=t(g.item[split.val_edges]),
+        )
+        return data.to(self.device)

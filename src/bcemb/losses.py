@@ -1,0 +1,68 @@
+"""Losses: BPR for the intended task and the two alignment losses of Hu et al. (KDD 2022)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from bcemb.transforms.base import BackwardTransform
+
+__all__ = ["bpr_loss", "single_step_alignment", "multi_step_alignment", "ALIGNMENT_LOSSES"]
+
+
+def bpr_loss(
+    user: Tensor, pos: Tensor, neg: Tensor, *, weight_decay: float = 0.01
+) -> Tensor:
+    r"""Bayesian personalised ranking with weight decay on the batch embeddings.
+
+    ``mean softplus(<u, i-> - <u, i+>) + wd * (||u||^2 + ||i+||^2 + ||i-||^2) / (2 B)``.
+
+    Shapes:
+        user, pos, neg: ``[B, D]`` -> scalar.
+    """
+    pos_score = (user * pos).sum(-1)
+    neg_score = (user * neg).sum(-1)
+    rank = F.softplus(neg_score - pos_score).mean()
+    reg = (user.pow(2).sum() + pos.pow(2).sum() + neg.pow(2).sum()) / (2 * user.shape[0])
+    return rank + weight_decay * reg
+
+
+def single_step_alignment(
+    z_k: Tensor, z_prev: Tensor, transform: BackwardTransform, previous: Sequence[BackwardTransform] = ()
+) -> Tensor:
+    r"""``mean_x ||B_k(z_k) - z_{k-1}||^2`` (mean over coordinates, as the reference code).
+
+    ``previous`` is accepted and ignored so both losses share one signature.
+
+    Shapes:
+        z_k: ``[N, D_k]``, z_prev: ``[N, D_{k-1}]`` -> scalar.
+    """
+    return F.mse_loss(transform(z_k), z_prev)
+
+
+def multi_step_alignment(
+    z_k: Tensor, z_prev: Tensor, transform: BackwardTransform, previous: Sequence[BackwardTransform] = ()
+) -> Tensor:
+    r"""BC-Aligner's multi-step loss (Eq. 8 of the paper).
+
+    With ``delta = B_k(z_k) - z_{k-1}`` and the frozen older transforms ``B_1 .. B_{k-1}``
+    (``previous``, oldest first):
+    ``1/k * sum_{j=0}^{k-1} MSE(W_{j+1} ... W_{k-1} delta, 0)``; the ``j = k-1`` term is
+    ``delta`` itself. Pushing the residual through the maps equals the chain's error at
+    version ``j`` because every transform is linear without bias (the bias would cancel).
+
+    Shapes:
+        z_k: ``[N, D_k]``, z_prev: ``[N, D_{k-1}]`` -> scalar.
+    """
+    delta = transform(z_k) - z_prev
+    terms = [delta.pow(2).mean()]
+    for older in reversed(list(previous)):  # B_{k-1}, then B_{k-2}, ..., B_1
+        delta = older(delta)
+        terms.append(delta.pow(2).mean())
+    return torch.stack(terms).mean()
+
+
+ALIGNMENT_LOSSES = {"single": single_step_alignment, "multi": multi_step_alignment}

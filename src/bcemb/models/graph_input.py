@@ -1,0 +1,81 @@
+"""What an embedding model consumes: a user-item graph snapshot in tensor form."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from bcemb.data.graph import EvolvingGraph
+
+__all__ = ["GraphInput"]
+
+
+@dataclass
+class GraphInput:
+    """A snapshot of the undirected user-item graph, ready for the encoder.
+
+    Nodes ``0..num_users-1`` are users and ``num_users..num_users+num_items-1`` items.
+
+    Attributes:
+        num_users: Users in the snapshot.
+        num_items: Items in the snapshot.
+        adj_t: Sparse CSR adjacency (symmetric). Shape ``[N, N]``, ``N = users + items``.
+        item_bags: Per feature group, ``(indices, offsets)`` for ``nn.EmbeddingBag`` over
+            the ``num_items`` items. Shapes ``[nnz]`` and ``[num_items]``.
+    """
+
+    num_users: int
+    num_items: int
+    adj_t: Tensor
+    item_bags: dict[str, tuple[Tensor, Tensor]]
+
+    @property
+    def num_nodes(self) -> int:
+        """Users plus items."""
+        return self.num_users + self.num_items
+
+    @staticmethod
+    def build(
+        graph: EvolvingGraph, edge_ids: np.ndarray, *, num_users: int, num_items: int
+    ) -> GraphInput:
+        """The snapshot with the given edges and the first ``num_users``/``num_items`` nodes.
+
+        Nodes without edges stay in the graph: the model embeds them from their input
+        features alone (the inductive case).
+        """
+        u = torch.as_tensor(graph.user[edge_ids], dtype=torch.long)
+        i = torch.as_tensor(graph.item[edge_ids], dtype=torch.long) + num_users
+        n = num_users + num_items
+        if len(u) and (int(u.max()) >= num_users or int(i.max()) >= n):
+            raise ValueError("an edge points outside the snapshot's nodes")
+        row = torch.cat([u, i])
+        col = torch.cat([i, u])
+        # Duplicate (user, item) edges would be double-counted by a mean; coalesce sums them,
+        # so rebuild with unit values after coalescing.
+        adj = torch.sparse_coo_tensor(torch.stack([row, col]), torch.ones(row.shape[0]), (n, n))
+        adj = adj.coalesce()
+        adj = torch.sparse_coo_tensor(adj.indices(), torch.ones(adj.indices().shape[1]), (n, n))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+            adj_t = adj.coalesce().to_sparse_csr()
+        bags = {}
+        for name, group in graph.item_features.items():
+            end = int(group.offsets[num_items])
+            bags[name] = (
+                torch.as_tensor(group.indices[:end], dtype=torch.long),
+                torch.as_tensor(group.offsets[:num_items], dtype=torch.long),
+            )
+        return GraphInput(num_users, num_items, adj_t, bags)
+
+    def to(self, device: torch.device | str) -> GraphInput:
+        """A copy on ``device``."""
+        return GraphInput(
+            self.num_users,
+            self.num_items,
+            self.adj_t.to(device),
+            {k: (a.to(device), b.to(device)) for k, (a, b) in self.item_bags.items()},
+        )

@@ -1,0 +1,71 @@
+"""Save and load models and transforms as safetensors (configuration in the file's metadata)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import nn
+
+from bcemb.models.sage import SageConfig, SageEncoder
+from bcemb.transforms import BackwardTransform, build_transform
+from bcemb.utils import atomic_write_bytes
+
+__all__ = ["save_module", "load_model", "load_transform", "read_tensors"]
+
+
+def save_module(path: str | Path, module: nn.Module, config: dict) -> None:
+    """Atomically write ``module``'s state and its JSON ``config`` to a safetensors file."""
+    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    atomic_write_bytes(path, st_save(state, metadata={"config": json.dumps(config)}))
+
+
+def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file, naming the file in any error."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"missing file: {path}") from None
+    try:
+        tensors = st_load(raw)
+        n = int.from_bytes(raw[:8], "little")
+        meta = json.loads(raw[8 : 8 + n]).get("__metadata__", {}) or {}
+    except (SafetensorError, ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"corrupt or truncated safetensors file {path}: {err}") from err
+    return tensors, meta
+
+
+def _config(path: Path, meta: dict[str, str]) -> dict:
+    try:
+        return json.loads(meta["config"])
+    except (KeyError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: no model configuration in the file's metadata") from err
+
+
+def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> SageEncoder:
+    """Rebuild a :class:`SageEncoder` saved by :func:`save_module` (eval mode)."""
+    tensors, meta = read_tensors(path)
+    cfg = _config(Path(path), meta)
+    model = SageEncoder(SageConfig(cfg["num_layers"], cfg["dim"], cfg.get("feature_sizes", {})))
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: weights do not fit the stored configuration: {err}") from err
+    return model.to(device).eval()
+
+
+def load_transform(path: str | Path) -> BackwardTransform:
+    """Rebuild a transform saved by :func:`save_module` with its ``to_config()``."""
+    tensors, meta = read_tensors(path)
+    transform = build_transform(_config(Path(path), meta))
+    try:
+        transform.load_state_dict(tensors)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: weights do not fit the stored transform: {err}") from err
+    transform.requires_grad_(False)
+    return transform

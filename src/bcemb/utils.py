@@ -1,0 +1,96 @@
+"""Small shared helpers: progress bars, device choice, atomic writes, environment info."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from tqdm.auto import tqdm
+
+T = TypeVar("T")
+
+__all__ = ["progress", "resolve_device", "atomic_write_bytes", "write_json", "read_json", "environment"]
+
+
+def progress(iterable: Iterable[T], *, desc: str = "", show: bool | None = None, **kwargs: Any) -> tqdm:
+    """A tqdm bar; ``show=None`` means on when the ``bcemb`` logger is at INFO or lower."""
+    if show is None:
+        show = logging.getLogger("bcemb").getEffectiveLevel() <= logging.INFO
+    return tqdm(iterable, desc=desc, disable=not show, dynamic_ncols=True, **kwargs)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``auto``/None -> CUDA when present, else CPU; an unavailable CUDA device is an error."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but CUDA is not available")
+    return dev
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, flush, fsync, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode())
+
+
+def read_json(path: str | Path) -> Any:
+    """Read JSON, naming the file in any error."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"missing file: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"corrupt JSON in {path}: {err}") from err
+
+
+def environment() -> dict[str, Any]:
+    """Library versions, platform and git hash, recorded next to every result."""
+    import numpy
+    import torch_geometric
+
+    from bcemb.version import __version__
+
+    try:
+        git = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).parent,
+        ).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        git = None
+    return {
+        "bcemb": __version__,
+        "torch": torch.__version__,
+        "torch_geometric": torch_geometric.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "git": git,
+        "cuda": torch.cuda.is_available(),
+        "threads": torch.get_num_threads(),
+    }
