@@ -1,5 +1,200 @@
-"""Placeholder replaced below."""
+"""The ``bcemb`` command line: a thin wrapper around the library."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(help="bcemb: backward compatible embeddings.", no_args_is_help=True, add_completion=False)
+data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+logger = logging.getLogger("bcemb")
+
+DatasetOpt = Annotated[str, typer.Option("--dataset", help="ml-100k, amazon or synthetic.")]
+ReviewsOpt = Annotated[Optional[Path], typer.Option(help="Amazon reviews file (JSON lines, .gz ok).")]
+MetaOpt = Annotated[Optional[Path], typer.Option(help="Amazon metadata file.")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a setting: key=value (train.epochs=10).")]
 
 
-def main() -> None:  # pragma: no cover
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("bcemb").setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def _dataset_options(dataset: str, reviews: Path | None, meta: Path | None, synth: list[str] | None) -> dict:
+    from bcemb.data import DATASETS
+
+    name = DATASETS.canonical(dataset)
+    opts: dict = {}
+    if name == "amazon":
+        if reviews is None:
+            raise typer.BadParameter("--dataset amazon needs --reviews PATH (and usually --meta PATH)")
+        opts["reviews"] = reviews
+        if meta is not None:
+            opts["meta"] = meta
+    for item in synth or []:
+        key, _, value = item.partition("=")
+        if not _:
+            raise typer.BadParameter(f"--synthetic expects key=value, got {item!r}")
+        opts[key.replace("-", "_")] = int(value) if value.lstrip("-").isdigit() else float(value)
+    return opts
+
+
+def _fail(err: Exception) -> None:
+    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=1)
+
+
+@data_app.command("stats")
+def data_stats(
+    dataset: DatasetOpt = "ml-100k",
+    reviews: ReviewsOpt = None,
+    meta: MetaOpt = None,
+    synthetic: Annotated[Optional[list[str]], typer.Option(help="Generator option key=value (num_users=5000).")] = None,
+    times: Annotated[str, typer.Option(help="t_0..t_K and the closing time, comma separated.")] = "0.5,0.6,0.7,0.8,0.9,1.0",
+) -> None:
+    """Print users, items, edges and the consumer-task labels of every time slice."""
+    from bcemb.data import DATASETS, ConsumerTasks, TimeSlices, load_dataset
+    from bcemb.data.stats import slice_table
+
+    try:
+        graph = load_dataset(DATASETS.canonical(dataset), **_dataset_options(dataset, reviews, meta, synthetic))
+        slices = TimeSlices(graph, [float(t) for t in times.split(",")])
+        table = slice_table(slices, ConsumerTasks(slices))
+    except (ValueError, KeyError, OSError) as err:
+        _fail(err)
+    typer.echo(f"{graph.name}: {graph.num_users:,} users, {graph.num_items:,} items, {graph.num_edges:,} edges")
+    typer.echo(table)
+
+
+def _config(profile: str, seed: int | None, device: str, sets: list[str] | None, **fields):  # noqa: ANN003, ANN202
+    from bcemb.experiments.config import profile_config
+    from bcemb.seeding import resolve_seed
+
+    overrides = dict(fields)
+    for item in sets or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--set expects key=value, got {item!r}")
+        overrides[key] = value
+    return profile_config(profile, seed=resolve_seed(seed), device=device, **overrides)
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option(help="Run folder (rerun to resume).")],
+    method: Annotated[str, typer.Option(help="One of the eight methods (bc-aligner, non-bc, ...).")] = "bc-aligner",
+    lam: Annotated[float, typer.Option(help="Alignment weight lambda (joint methods).")] = 16.0,
+    dataset: DatasetOpt = "ml-100k",
+    reviews: ReviewsOpt = None,
+    meta: MetaOpt = None,
+    profile: Annotated[str, typer.Option(help="quick or paper.")] = "quick",
+    seed: Annotated[Optional[int], typer.Option(help="Base seed (drawn and saved when omitted).")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
+    sets: SetOpt = None,
+    verbose: Annotated[bool, typer.Option("--verbose/--quiet")] = True,
+) -> None:
+    """Train versions 0..K of one method and write models, transforms, embeddings and metrics."""
+    _setup_logging(verbose)
+    from bcemb.data import load_dataset
+    from bcemb.experiments.context import ExperimentData
+    from bcemb.experiments.training_run import train_method
+    from bcemb.methods import build_method
+    from bcemb.utils import resolve_device
+
+    try:
+        cfg = _config(profile, seed, device, sets, dataset=dataset,
+                      dataset_options=_dataset_options(dataset, reviews, meta, None))
+        m = build_method(method, lam=lam)
+        data = ExperimentData(load_dataset(cfg.dataset, **cfg.dataset_options), times=cfg.times,
+                              device=resolve_device(cfg.device))
+        arts = train_method(data, m, cfg, out, show_progress=verbose)
+    except (ValueError, KeyError, OSError) as err:
+        _fail(err)
+    for a in arts:
+        typer.echo(f"version {a.k}: Recall@50 {a.recall.get(50, float('nan')):.4f} (best epoch {a.best_epoch})")
+    typer.echo(f"run written to {out}")
+
+
+@app.command()
+def benchmark(
+    out: Annotated[Path, typer.Option(help="Benchmark folder (rerun to resume).")],
+    dataset: DatasetOpt = "ml-100k",
+    reviews: ReviewsOpt = None,
+    meta: MetaOpt = None,
+    synthetic: Annotated[Optional[list[str]], typer.Option(help="Generator option key=value.")] = None,
+    profile: Annotated[str, typer.Option(help="quick or paper.")] = "quick",
+    methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods (default: all eight).")] = None,
+    lams: Annotated[str, typer.Option(help="Lambda sweep for the joint methods; '' for none.")] = "1,2,4,8,16,32",
+    lam: Annotated[float, typer.Option(help="The default lambda.")] = 16.0,
+    seed: Annotated[Optional[int], typer.Option(help="Base seed.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
+    sets: SetOpt = None,
+    verbose: Annotated[bool, typer.Option("--verbose/--quiet")] = True,
+) -> None:
+    """Train every method, train the consumers, compute the three metrics (Table 3, Figures 3-5)."""
+    _setup_logging(verbose)
+    from bcemb.evaluation.summary import table3
+    from bcemb.experiments.benchmark import run_benchmark
+
+    try:
+        cfg = _config(profile, seed, device, sets, dataset=dataset,
+                      dataset_options=_dataset_options(dataset, reviews, meta, synthetic))
+        rows = run_benchmark(
+            cfg, out, methods=methods.split(",") if methods else None,
+            lams=[float(x) for x in lams.split(",") if x.strip()], lam=lam, show_progress=verbose,
+        )
+    except (ValueError, KeyError, OSError) as err:
+        _fail(err)
+    typer.echo(table3(rows).round(3).to_string(index=False))
+    typer.echo(f"results written to {out / 'results.parquet'}; next: bcemb report {out}")
+
+
+@app.command()
+def report(
+    folder: Annotated[Path, typer.Argument(help="A benchmark folder.")],
+    lam: Annotated[float, typer.Option(help="The lambda of Table 3.")] = 16.0,
+) -> None:
+    """Write report.md with Table 3 and Figures 3-5 (PNG) from a benchmark folder."""
+    from bcemb.evaluation.report import write_report
+
+    try:
+        path = write_report(folder, lam=lam)
+    except (ValueError, KeyError, OSError) as err:
+        _fail(err)
+    typer.echo(f"report written to {path}")
+
+
+def _mount_optional() -> None:
+    """The store and the HTTP service (FastAPI is an extra)."""
+    from bcemb.store.cli import app as store_app
+
+    app.add_typer(store_app, name="store", help="The keep-latest embedding store.")
+    try:
+        from bcemb.serve.cli import serve
+    except ImportError:  # pragma: no cover - the serve extra is not installed
+        return
+    app.command("serve")(serve)
+
+
+try:
+    _mount_optional()
+except ImportError:  # pragma: no cover - while the store is being written
     pass
+
+
+def main() -> None:
+    """Entry point of the ``bcemb`` console script."""
+    app(prog_name="bcemb")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -12,7 +12,25 @@ from torch_geometric.nn import SAGEConv
 
 from bcemb.models.graph_input import GraphInput
 
-__all__ = ["SageConfig", "SageEncoder"]
+__all__ = ["SageConfig", "SageEncoder", "mean_aggregate"]
+
+
+class _MeanAggregate(torch.autograd.Function):
+    """``D^-1 A x`` with a precomputed transpose for the backward pass."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, mean_adj: Tensor, mean_adj_t: Tensor) -> Tensor:  # noqa: ANN001
+        ctx.mean_adj_t = mean_adj_t
+        return mean_adj @ x
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # noqa: ANN001
+        return ctx.mean_adj_t @ grad, None, None
+
+
+def mean_aggregate(x: Tensor, graph: GraphInput) -> Tensor:
+    """Mean of the neighbours' features, ``D^-1 A x``. Shapes: ``[N, D] -> [N, D]``."""
+    return _MeanAggregate.apply(x, graph.mean_adj, graph.mean_adj_t)
 
 
 @dataclass(frozen=True)
@@ -96,7 +114,9 @@ class SageEncoder(nn.Module):
         x = self.node_features(graph)
         last = len(self.convs) - 1
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
-            x = norm(conv(x, graph.adj_t))
+            # Exactly SAGEConv(mean, root weight): lin_l(mean of neighbours) + lin_r(x), with
+            # the aggregation done by our operator pair (tests check it equals conv(x, adj_t)).
+            x = norm(conv.lin_l(mean_aggregate(x, graph)) + conv.lin_r(x))
             if i < last:
                 x = x.relu()
         return x[: graph.num_users], x[graph.num_users :]

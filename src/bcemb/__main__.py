@@ -1,0 +1,5 @@
+"""``python -m bcemb``."""
+
+from bcemb.cli import main
+
+main()

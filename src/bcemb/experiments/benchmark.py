@@ -1,0 +1,177 @@
+"""The paper's benchmark: every method, the consumers, the three metrics, raw result rows.
+
+Rows are ``(method, lam, version, task, seed, metric, value)`` and land in
+``OUT/results.parquet``. Every stage resumes: finished model versions, trained consumers and
+evaluated methods are kept on disk and not redone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from bcemb.data.consumer_tasks import TASKS
+from bcemb.data.datasets import load_dataset
+from bcemb.evaluation.consumer import ConsumerSuite
+from bcemb.evaluation.metrics import alignment_error
+from bcemb.experiments.config import ExperimentConfig
+from bcemb.experiments.context import ExperimentData
+from bcemb.experiments.training_run import train_method
+from bcemb.methods import JOINT_METHODS, METHODS, VersionArtifact, build_method
+from bcemb.transforms import TransformChain
+from bcemb.utils import environment, progress, resolve_device, write_json
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["run_benchmark", "run_dir_name", "KEEP_ALL", "PAPER_LAMS"]
+
+KEEP_ALL = "keep-all"
+PAPER_LAMS: tuple[float, ...] = (1, 2, 4, 8, 16, 32)
+ROW_COLUMNS = ["method", "lam", "version", "task", "seed", "metric", "value"]
+
+
+def run_dir_name(method: str, lam: float) -> str:
+    """Folder of one (method, lambda) run below ``OUT/runs``."""
+    return f"{method}/lam={lam:g}" if method in JOINT_METHODS else method
+
+
+def _jobs(methods: Sequence[str], lams: Sequence[float], default_lam: float) -> list[tuple[str, float]]:
+    names = [METHODS.canonical(m) for m in methods]
+    if "non-bc" not in names:  # Keep-All's intended task is Non-BC's model
+        names.insert(0, "non-bc")
+    jobs = [(m, default_lam) for m in names]
+    for m in names:
+        if m in JOINT_METHODS:
+            jobs += [(m, float(lam)) for lam in lams if float(lam) != default_lam]
+    return jobs
+
+
+def _chain_to_v0(arts: Sequence[VersionArtifact]) -> TransformChain:
+    return TransformChain([a.transform for a in arts[1:] if a.transform is not None])
+
+
+def run_benchmark(
+    config: ExperimentConfig,
+    out: str | Path,
+    *,
+    methods: Sequence[str] | None = None,
+    lams: Sequence[float] = (),
+    lam: float = 16.0,
+    show_progress: bool | None = None,
+) -> pd.DataFrame:
+    """Train every method (and the lambda sweep), train consumers, compute the metrics.
+
+    Args:
+        config: The experiment configuration (dataset, profile, sizes, seed, device).
+        out: The benchmark folder; rerunning with the same folder resumes.
+        methods: Registry names (default: all eight).
+        lams: Extra lambdas for the joint methods (Figure 5).
+        lam: The default lambda (16 in the paper).
+        show_progress: Progress bars (None: on when logging at INFO).
+
+    Returns:
+        All result rows (also written to ``OUT/results.parquet``).
+    """
+    config.validate()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(config.device)
+    graph = load_dataset(config.dataset, **config.dataset_options)
+    data = ExperimentData(graph, times=config.times, device=device)
+    jobs = _jobs(methods or METHODS.names(), lams, float(lam))
+    write_json(
+        out / "benchmark.json",
+        {"config": config.to_dict(), "jobs": [[m, lm] for m, lm in jobs], "graph": repr(graph),
+         "environment": environment(), "started": time.time()},
+    )
+    runs: dict[tuple[str, float], list[VersionArtifact]] = {}
+    bar = progress(jobs, desc="methods", show=show_progress)
+    for name, lm in bar:
+        bar.set_postfix(method=name, lam=f"{lm:g}")
+        runs[(name, lm)] = train_method(
+            data, build_method(name, lam=lm), config, out / "runs" / run_dir_name(name, lm),
+            cache_dir=out / "cache", show_progress=show_progress,
+        )
+    m0 = runs[("non-bc", float(lam))][0].model
+
+    @cache
+    def real_z0(k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            return m0(data.version(k).embed_graph)
+
+    suite = ConsumerSuite(data.tasks, config.consumer, seed=config.seed, folder=out / "consumers")
+    suite.fit(real_z0, show_progress=show_progress)
+    write_json(out / "consumers" / "selection.json", suite.selection())
+
+    frames = [_keep_all_rows(runs[("non-bc", float(lam))], suite, real_z0, data, config)]
+    for (name, lm), arts in progress(runs.items(), desc="evaluate", show=show_progress, leave=False):
+        path = out / "metrics" / f"{run_dir_name(name, lm).replace('/', '_')}.parquet"
+        if path.is_file():
+            frames.append(pd.read_parquet(path))
+            continue
+        frame = _method_rows(name, lm, arts, suite, real_z0, data, config)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        frame.to_parquet(tmp, index=False)
+        tmp.replace(path)
+        frames.append(frame)
+    rows = pd.concat(frames, ignore_index=True)[ROW_COLUMNS]
+    tmp = out / "results.parquet.tmp"
+    rows.to_parquet(tmp, index=False)
+    tmp.replace(out / "results.parquet")
+    return rows
+
+
+def _intended_rows(name: str, lam: float, arts: Sequence[VersionArtifact]) -> list[dict]:
+    return [
+        {"method": name, "lam": lam, "version": a.k, "task": "intended", "seed": -1,
+         "metric": f"recall@{k}", "value": v}
+        for a in arts for k, v in a.recall.items()
+    ]
+
+
+def _auc_rows(name: str, lam: float, suite: ConsumerSuite, data: ExperimentData, z0_at) -> list[dict]:  # noqa: ANN001
+    rows = []
+    for task in TASKS:
+        for k in data.tasks.test_times(task):
+            for seed, auc in enumerate(suite.score(task, k, *z0_at(k))):
+                rows.append({"method": name, "lam": lam, "version": k, "task": task, "seed": seed,
+                             "metric": "auc", "value": auc})
+    return rows
+
+
+def _method_rows(
+    name: str, lam: float, arts: Sequence[VersionArtifact], suite: ConsumerSuite, real_z0, data: ExperimentData,  # noqa: ANN001
+    config: ExperimentConfig,
+) -> pd.DataFrame:
+    chain = _chain_to_v0(arts)
+
+    @cache
+    def z0_tilde(k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        sub = TransformChain(chain.transforms[:k])
+        with torch.no_grad():
+            user_emb, item_emb = arts[k].model(data.version(k).embed_graph)
+        return sub.apply(user_emb, 0), sub.apply(item_emb, 0)
+
+    rows = _intended_rows(name, lam, arts) + _auc_rows(name, lam, suite, data, z0_tilde)
+    for k in range(1, data.num_versions):
+        approx, real = torch.cat(z0_tilde(k)), torch.cat(real_z0(k))
+        rows.append({"method": name, "lam": lam, "version": k, "task": "embedding", "seed": -1,
+                     "metric": "align_error", "value": alignment_error(approx, real)})
+    return pd.DataFrame(rows, columns=ROW_COLUMNS)
+
+
+def _keep_all_rows(
+    nonbc: Sequence[VersionArtifact], suite: ConsumerSuite, real_z0, data: ExperimentData, config: ExperimentConfig,  # noqa: ANN001
+) -> pd.DataFrame:
+    """Keep-All: the independent M_k for the intended task, the real M_0 for consumers."""
+    rows = _intended_rows(KEEP_ALL, float("nan"), nonbc) + _auc_rows(KEEP_ALL, float("nan"), suite, data, real_z0)
+    rows += [{"method": KEEP_ALL, "lam": float("nan"), "version": k, "task": "embedding", "seed": -1,
+              "metric": "align_error", "value": 0.0} for k in range(1, data.num_versions)]
+    return pd.DataFrame(rows, columns=ROW_COLUMNS)

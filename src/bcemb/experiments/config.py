@@ -1,0 +1,179 @@
+"""Experiment configuration: data, model sizes, training and consumer profiles.
+
+Two profiles:
+
+* ``paper`` is PROTOCOL section 5 exactly: the paper's sizes, 500 epochs, batch 2048,
+  evaluation every 10 epochs, joint methods selected after epoch 50, 10 consumer seeds.
+* ``quick`` keeps every step of the protocol but does less work: a quarter of the width
+  (same depth schedule), at most 30 epochs with evaluation every 3, joint warm-up 9,
+  early stopping after 3 evaluations without progress, batch 8192 (4x fewer full-graph
+  passes per epoch) with learning rate 0.002, and 3 consumer seeds. See ``docs/profiles.md`` for the reasons.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from bcemb.data.splits import DEFAULT_TIMES
+from bcemb.training.config import TrainConfig
+
+__all__ = ["SIZE_TABLES", "PROFILES", "ConsumerConfig", "ExperimentConfig", "profile_config", "apply_overrides"]
+
+#: ``(num_layers, dim)`` per version.
+SIZE_TABLES: dict[str, tuple[tuple[int, int], ...]] = {
+    # Paper, Musical Instruments and Video Games: 2 layers x 256, +64 per version, 3 layers from t_2.
+    "amazon": ((2, 256), (2, 320), (3, 384), (3, 448), (3, 512)),
+    # Paper, Grocery (smaller for GPU memory).
+    "grocery": ((1, 256), (1, 320), (2, 384), (2, 384), (2, 384)),
+    # Quick: the same schedule at a quarter of the width.
+    "quick": ((2, 64), (2, 80), (3, 96), (3, 112), (3, 128)),
+}
+
+
+@dataclass
+class ConsumerConfig:
+    """How the consumer MLPs of the unintended tasks are trained (PROTOCOL section 6).
+
+    Attributes:
+        hidden: Hidden sizes to choose from on validation.
+        dropout: Dropout ratios to choose from on validation.
+        seeds: Seeds whose test ROC-AUC is averaged.
+        epochs: Maximum epochs.
+        patience: Early stopping after this many epochs without a better validation AUC.
+        batch_size: Mini-batch size.
+        lr: Adam learning rate.
+    """
+
+    hidden: tuple[int, ...] = (128, 256, 512, 1024)
+    dropout: tuple[float, ...] = (0.0, 0.25, 0.5)
+    seeds: int = 10
+    epochs: int = 300
+    patience: int = 20
+    batch_size: int = 2048
+    lr: float = 1e-3
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return dataclasses.asdict(self)
+
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "paper": {
+        "sizes": "amazon",
+        "train": TrainConfig(),
+        "consumer": ConsumerConfig(),
+    },
+    "quick": {
+        "sizes": "quick",
+        "train": TrainConfig(
+            epochs=30, batch_size=8192, lr=2e-3, eval_every=3, warmup_epochs=9, patience=3,
+            posthoc_steps=2000,
+        ),
+        "consumer": ConsumerConfig(seeds=3, epochs=100, patience=10),
+    },
+}
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything a run needs; saved resolved next to its results.
+
+    Attributes:
+        dataset: Registered dataset name (``ml-100k``, ``amazon``, ``synthetic``).
+        dataset_options: Keyword arguments of the dataset source (paths, sizes).
+        times: ``t_0 .. t_K`` then the closing time.
+        profile: ``quick`` or ``paper``: defaults for sizes, training and consumers.
+        sizes: ``(num_layers, dim)`` per version.
+        train: Training hyperparameters.
+        consumer: Consumer hyperparameters.
+        seed: Base seed; every model and consumer seed derives from it.
+        device: ``cpu``, ``cuda`` or ``auto``.
+    """
+
+    dataset: str = "ml-100k"
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    times: tuple[float, ...] = DEFAULT_TIMES
+    profile: str = "quick"
+    sizes: tuple[tuple[int, int], ...] = SIZE_TABLES["quick"]
+    train: TrainConfig = field(default_factory=TrainConfig)
+    consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
+    seed: int = 0
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first inconsistent setting."""
+        self.train.validate()
+        if len(self.sizes) < len(self.times) - 1:
+            raise ValueError(
+                f"{len(self.times) - 1} versions need {len(self.times) - 1} sizes, got {len(self.sizes)}"
+            )
+        if any(layers < 1 or dim < 1 for layers, dim in self.sizes):
+            raise ValueError(f"sizes must be positive, got {self.sizes}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able, resolved form."""
+        return {
+            "dataset": self.dataset,
+            "dataset_options": {k: str(v) if not isinstance(v, int | float | bool) else v for k, v in self.dataset_options.items()},
+            "times": list(self.times),
+            "profile": self.profile,
+            "sizes": [list(s) for s in self.sizes],
+            "train": self.train.to_dict(),
+            "consumer": self.consumer.to_dict(),
+            "seed": self.seed,
+            "device": self.device,
+        }
+
+
+def profile_config(profile: str, **overrides: Any) -> ExperimentConfig:
+    """An :class:`ExperimentConfig` with a profile's defaults and the given overrides."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+    p = PROFILES[profile]
+    sizes = overrides.pop("sizes", None) or SIZE_TABLES[p["sizes"]]
+    cfg = ExperimentConfig(
+        profile=profile,
+        sizes=tuple(tuple(s) for s in sizes),
+        train=dataclasses.replace(p["train"]),
+        consumer=dataclasses.replace(p["consumer"]),
+    )
+    return apply_overrides(cfg, overrides)
+
+
+def apply_overrides(cfg: ExperimentConfig, overrides: dict[str, Any]) -> ExperimentConfig:
+    """Set ``field`` or ``train.field`` / ``consumer.field`` values, checking names and types."""
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        target: Any = cfg
+        name = key.replace("-", "_")
+        if "." in name:
+            head, name = name.split(".", 1)
+            if head not in ("train", "consumer"):
+                raise ValueError(f"unknown setting {key!r}")
+            target = getattr(cfg, head)
+        fields = {f.name: f for f in dataclasses.fields(target)}
+        if name not in fields:
+            raise ValueError(f"unknown setting {key!r}; valid: {', '.join(fields)}")
+        current = getattr(target, name)
+        if isinstance(value, str) and not isinstance(current, str) and current is not None:
+            value = _parse_like(value, current, key)
+        setattr(target, name, value)
+    cfg.validate()
+    return cfg
+
+
+def _parse_like(text: str, current: Any, key: str) -> Any:
+    try:
+        if isinstance(current, bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1")
+        if isinstance(current, tuple):
+            elem = type(current[0]) if current else float
+            return tuple(elem(x) for x in text.split(","))
+        return type(current)(text)
+    except ValueError as err:
+        raise ValueError(f"setting {key!r}: cannot read {text!r} as {type(current).__name__}") from err

@@ -1,0 +1,320 @@
+"""The store manifest: which versions exist, how they chain, and the checksum of every file.
+
+Each change of the store (a publish, a retirement) writes a new, never rewritten manifest
+``manifests/<seq>.json`` and then switches the pointer file ``CURRENT`` to it; readers follow
+the pointer, so they see one complete manifest or the next, never a mix. ``CURRENT`` records
+the manifest's sha256 and a checksum of itself, so a flipped byte in either is detected and
+blamed on the right file.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from bcemb.store.errors import IntegrityError, StoreError, StoreFormatError
+from bcemb.store.io import atomic_write_bytes, fsync_dir, sha256_file, write_bytes
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "POINTER",
+    "FileEntry",
+    "VersionEntry",
+    "Manifest",
+    "read_pointer",
+    "read_manifest",
+    "load_manifest",
+    "write_manifest",
+    "switch_pointer",
+    "utc_now",
+]
+
+#: Layout version of the store. A reader refuses manifests newer than this.
+FORMAT_VERSION = 1
+#: The pointer file, switched last by every change of the store.
+POINTER = "CURRENT"
+MANIFESTS = "manifests"
+_FULL = ("model", "user_emb", "item_emb", "ids")  # what keep-latest drops from older versions
+
+
+def utc_now() -> str:
+    """The current time as an ISO-8601 UTC string (seconds)."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A stored file's checksum and size.
+
+    Attributes:
+        sha256: Hex sha256 of the content.
+        bytes: Size in bytes.
+    """
+
+    sha256: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class VersionEntry:
+    """One embedding version as the store knows it.
+
+    Attributes:
+        version: ``k``.
+        parent: The version ``B_k`` maps into (``k - 1``); None for version 0.
+        dim: ``D_k``.
+        num_users: Users embedded by ``M_k`` (rows of its user embeddings).
+        num_items: Items embedded by ``M_k``.
+        method: Training method of the run (for example ``"bc-aligner"``).
+        lam: Alignment weight lambda of the run (None when the run has none).
+        created: When the version entered the store (ISO-8601 UTC).
+        transform: ``B_k.to_config()`` (None for version 0).
+        files: Role -> path relative to the store root. Roles: ``transform``, ``probes``
+            (always kept), ``model``, ``graph`` (latest only), ``user_emb``, ``item_emb``,
+            ``ids`` (while the embeddings are kept).
+        parts: Parquet partitions of the kept embeddings, in row order (users, then items).
+        num_probes: Nodes in the probe sample of the real ``z_k``.
+        model_bytes: Size of ``M_k``'s file, recorded even after the model is gone.
+        raw_embedding_bytes: ``4 * (num_users + num_items) * dim``.
+        metrics: The run's ``metrics.json`` of the version.
+        source: Where the version came from (run folder and version folder).
+        model_check: For the latest version, how closely the stored model reproduces the
+            stored embeddings on the stored graph snapshot.
+    """
+
+    version: int
+    parent: int | None
+    dim: int
+    num_users: int
+    num_items: int
+    method: str
+    lam: float | None
+    created: str
+    transform: dict[str, Any] | None
+    files: dict[str, str]
+    parts: tuple[str, ...] = ()
+    num_probes: int = 0
+    model_bytes: int = 0
+    raw_embedding_bytes: int = 0
+    metrics: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
+    model_check: dict[str, Any] | None = None
+
+    @property
+    def embeddings_kept(self) -> bool:
+        """Whether the full embeddings of this version are stored."""
+        return "user_emb" in self.files
+
+    @property
+    def model_kept(self) -> bool:
+        """Whether ``M_k`` is stored."""
+        return "model" in self.files
+
+    def superseded(self, *, keep_all: bool) -> VersionEntry:
+        """This entry once a newer version is the latest.
+
+        The graph snapshot is only needed for the latest model. Keep-latest also drops the
+        model and the embeddings; keep-all (the comparison) keeps both.
+        """
+        drop = {"graph"} if keep_all else {"graph", *_FULL}
+        return self._without(drop)
+
+    def retired(self) -> VersionEntry:
+        """This entry with only its transform and probes left (see :func:`retire`)."""
+        return self._without({"graph", *_FULL})
+
+    def _without(self, roles: set[str]) -> VersionEntry:
+        files = {role: p for role, p in self.files.items() if role not in roles}
+        return replace(self, files=files, parts=self.parts if "user_emb" in files else ())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        d = asdict(self)
+        d["parts"] = list(self.parts)
+        return d
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> VersionEntry:
+        """Inverse of :meth:`to_dict`."""
+        d = dict(d)
+        d["parts"] = tuple(d.get("parts", ()))
+        return VersionEntry(**d)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The complete description of the store after one change.
+
+    Attributes:
+        seq: Sequence number of the change (0, 1, ...).
+        created: When the change was made (ISO-8601 UTC).
+        event: ``"publish"`` or ``"retire"``.
+        latest: ``k``, the version whose embeddings and model are served.
+        versions: Every version ``0..k``, oldest first.
+        files: Path (relative to the store root) -> checksum, for every file the store holds.
+        run: The publishing run's ``config.json`` and folder.
+        previous: The manifest this one replaced (None for the first).
+        format_version: :data:`FORMAT_VERSION` at writing time.
+    """
+
+    seq: int
+    created: str
+    event: str
+    latest: int
+    versions: tuple[VersionEntry, ...]
+    files: dict[str, FileEntry]
+    run: dict[str, Any] = field(default_factory=dict)
+    previous: str | None = None
+    format_version: int = FORMAT_VERSION
+
+    def version(self, k: int) -> VersionEntry:
+        """The entry of version ``k``."""
+        return self.versions[k]
+
+    @property
+    def name(self) -> str:
+        """The manifest's path relative to the store root."""
+        return f"{MANIFESTS}/{self.seq:06d}.json"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (the format version first, so that it is easy to find)."""
+        return {
+            "format_version": self.format_version,
+            "seq": self.seq,
+            "created": self.created,
+            "event": self.event,
+            "latest": self.latest,
+            "versions": [v.to_dict() for v in self.versions],
+            "files": {p: asdict(e) for p, e in sorted(self.files.items())},
+            "run": self.run,
+            "previous": self.previous,
+        }
+
+    @staticmethod
+    def from_dict(d: Any, *, path: Path | str = "<manifest>") -> Manifest:
+        """Parse and check a manifest; a newer format or a malformed one fails loudly."""
+        if not isinstance(d, dict):
+            raise IntegrityError(path, "the manifest is not a JSON object")
+        fmt = d.get("format_version")
+        if not isinstance(fmt, int) or fmt < 1:
+            raise StoreFormatError(f"{path}: missing or invalid format_version {fmt!r}")
+        if fmt > FORMAT_VERSION:
+            raise StoreFormatError(
+                f"{path}: store format {fmt} is newer than this bcemb supports ({FORMAT_VERSION}); "
+                "upgrade bcemb to read this store"
+            )
+        try:
+            versions = tuple(VersionEntry.from_dict(v) for v in d["versions"])
+            m = Manifest(
+                seq=int(d["seq"]),
+                created=str(d["created"]),
+                event=str(d["event"]),
+                latest=int(d["latest"]),
+                versions=versions,
+                files={p: FileEntry(str(e["sha256"]), int(e["bytes"])) for p, e in d["files"].items()},
+                run=dict(d.get("run") or {}),
+                previous=d.get("previous"),
+                format_version=fmt,
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise IntegrityError(path, f"malformed manifest: {err!r}") from err
+        if [v.version for v in m.versions] != list(range(len(m.versions))) or m.latest != len(m.versions) - 1:
+            raise IntegrityError(path, "malformed manifest: versions must be 0..latest in order")
+        for v in m.versions:
+            for rel in (*v.files.values(), *v.parts):
+                if v.files.get("graph") == rel:
+                    continue  # a folder; its files are listed one by one
+                if rel not in m.files:
+                    raise IntegrityError(path, f"malformed manifest: {rel} has no checksum")
+        return m
+
+
+def _pointer_check(manifest: str, sha256: str) -> str:
+    return hashlib.sha256(f"{manifest}\n{sha256}".encode()).hexdigest()[:16]
+
+
+def read_pointer(root: Path) -> tuple[str, str] | None:
+    """``(manifest path, its sha256)`` from ``CURRENT``, or None for an empty store.
+
+    Raises:
+        IntegrityError: ``CURRENT`` is corrupt (names it).
+        StoreFormatError: ``CURRENT`` was written by a newer format.
+    """
+    path = root / POINTER
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        d = json.loads(raw)
+        fmt, manifest, sha, check = d["format_version"], d["manifest"], d["sha256"], d["check"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+        raise IntegrityError(path, f"corrupt store pointer: {err!r}") from err
+    if not isinstance(fmt, int) or fmt > FORMAT_VERSION:
+        raise StoreFormatError(
+            f"{path}: store format {fmt!r} is newer than this bcemb supports ({FORMAT_VERSION}); upgrade bcemb"
+        )
+    if not isinstance(manifest, str) or not isinstance(sha, str) or _pointer_check(manifest, sha) != check:
+        raise IntegrityError(path, "corrupt store pointer: its content does not match its own checksum")
+    return manifest, sha
+
+
+def read_manifest(root: Path, rel: str, sha256: str | None = None) -> Manifest:
+    """Read the manifest at ``root/rel``, checking it against ``sha256`` when given."""
+    path = root / rel
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise IntegrityError(path, "missing manifest") from None
+    if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
+        raise IntegrityError(path, "checksum mismatch: the manifest is corrupt or was modified")
+    try:
+        d = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise IntegrityError(path, f"corrupt manifest: {err}") from err
+    return Manifest.from_dict(d, path=path)
+
+
+def load_manifest(root: Path) -> Manifest | None:
+    """The current manifest (following ``CURRENT``), or None for an empty store."""
+    pointer = read_pointer(root)
+    if pointer is None:
+        if (root / MANIFESTS).is_dir() and any((root / MANIFESTS).glob("*.json")):
+            logger.warning("%s has manifests but no %s: an interrupted first publish?", root, POINTER)
+        return None
+    return read_manifest(root, *pointer)
+
+
+def write_manifest(root: Path, manifest: Manifest) -> str:
+    """Write ``manifest`` as a new file; returns its sha256. Does not switch the pointer."""
+    path = root / manifest.name
+    if path.exists():
+        # Only a manifest never pointed to (an interrupted change) can be here: the caller
+        # holds the write lock and the pointer names an older sequence number.
+        pointed = read_pointer(root)
+        if pointed is not None and pointed[0] == manifest.name:
+            raise StoreError(f"refusing to overwrite the current manifest {path}")
+        path.unlink()
+    data = (json.dumps(manifest.to_dict(), indent=1) + "\n").encode()
+    write_bytes(path, data)
+    fsync_dir(path.parent)
+    return sha256_file(path)
+
+
+def switch_pointer(root: Path, manifest: Manifest, sha256: str) -> None:
+    """Point ``CURRENT`` at ``manifest``: the single atomic step that commits a change."""
+    body = {
+        "format_version": FORMAT_VERSION,
+        "manifest": manifest.name,
+        "sha256": sha256,
+        "check": _pointer_check(manifest.name, sha256),
+    }
+    atomic_write_bytes(root / POINTER, (json.dumps(body) + "\n").encode())
+    logger.debug("store %s now at %s", root, manifest.name)
