@@ -151,11 +151,11 @@ def train_model(
                 )
                 align = alignment.loss(z_k, z_prev, alignment.transform, alignment.previous)
                 loss = loss + alignment.lam * align
-                tot_align += float(align)
+                tot_align += float(align.detach())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            tot += float(loss)
+            tot += float(loss.detach())
             steps += 1
         if epoch % config.eval_every and epoch != config.epochs:
             continue
@@ -211,7 +211,7 @@ def fit_posthoc(
         loss.backward()
         opt.step()
         if step % 100 == 99:
-            cur = float(loss)
+            cur = float(loss.detach())
             history.append(cur)
             if last - cur < config.posthoc_tol * abs(last):
                 break

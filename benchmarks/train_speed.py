@@ -1,0 +1,487 @@
+"""Seconds per training epoch of every version size, and the training step's FLOP rate.
+
+For each dataset (MovieLens-100K and a synthetic graph of the paper's Musical Instruments
+size: 27,530 users, 10,611 items, 231,312 edges) and each version ``k`` of a size table,
+this times the training step of :func:`bcemb.training.trainer.train_model` on version
+``k``'s training graph (``ExperimentData(graph).version(k).train_graph``):
+
+    full-graph forward of the SageEncoder -> BPR loss on one sampled batch
+    [-> + BC-Aligner's multi-step alignment loss, with ``--with-alignment``]
+    -> backward -> Adam step -> float(loss)
+
+and reports seconds per step, steps per epoch (``ceil(train edges / batch)``), seconds per
+epoch (steps x s/step + the epoch's BPR sampling, measured once), the estimated time of the
+paper's 500 epochs (validation every 10 epochs is not included), the step's achieved
+GFLOP/s, and, measured in the same run on the same tensors' shapes, the machine's dense
+matrix-multiply rate (``torch.mm`` of ``[N, D] x [D, D]``, the shape of every dense product
+of a layer) and sparse aggregation rate (``D^-1 A @ x``, CSR ``[N, N]`` times ``[N, D]``).
+
+FLOP count of one step (a multiply-add is 2 FLOPs). ``N`` nodes, ``M`` non-zeros of the
+mean operator ``D^-1 A`` (twice the distinct training edges), ``L`` layers, ``D`` the
+dimension, ``B`` the batch, ``F`` item-feature entries, ``P`` trainable parameters:
+
+* per SAGE layer, forward: two dense ``[N, D] x [D, D]`` products (``lin_l`` of the mean,
+  ``lin_r`` of the node itself) ``= 2 * 2*N*D*D``; the sparse aggregation ``2*M*D``;
+  bias, sum, BatchNorm and ReLU ``~10*N*D``;
+* per SAGE layer, backward: dense ``2x`` forward (gradient w.r.t. the input and w.r.t. the
+  weight: ``8*N*D*D``); sparse ``1x`` (the transposed operator: ``2*M*D``); element-wise
+  ``~20*N*D``. The first layer's input is learned too, so its input gradient is counted;
+* inputs (shared user/item vectors + EmbeddingBag sums), forward and backward ``~2*(N+F)*D``;
+* BPR on the batch: two dot products and three squared norms forward ``~10*B*D``, backward
+  ``~20*B*D``;
+* Adam: ``~12*P``;
+* with alignment (``k >= 1``): ``B_k`` on the ``3B`` batch rows, forward ``2*3B*D_k*D_{k-1}``,
+  backward ``2x`` that; every frozen older ``B_j`` forward ``2*3B*D_j*D_{j-1}`` and backward
+  ``1x`` that (input gradient only).
+
+In total ``~ L * (12*N*D^2 + 4*M*D + 30*N*D) + small terms``: the dense products dominate
+(``12*N*D^2`` against ``4*M*D``: at ``D = 256`` and ``M/N ~ 11`` the dense part is ~70x the
+sparse one). The "est. dense/sparse s" columns of the second table divide those two FLOP
+counts by the measured kernel rates; "other" is what is left of the step (element-wise ops,
+autograd, the optimiser, indexing, allocation).
+
+The ``musical`` graph comes from :func:`bcemb.data.datasets.synthetic.make_synthetic`
+(about 15 s to generate, plus a few seconds per version to build). Timings are medians; the
+machine's cores may be shared with other jobs, which makes every number noisy: rerun, or
+compare rows from the same run only.
+
+Usage::
+
+    python benchmarks/train_speed.py                       # both datasets, paper sizes
+    python benchmarks/train_speed.py --sizes both --steps 5
+    python benchmarks/train_speed.py --dataset ml-100k --sizes quick --with-alignment
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from bcemb.data.datasets.movielens import load_movielens_100k
+from bcemb.data.datasets.synthetic import make_synthetic
+from bcemb.data.graph import EvolvingGraph
+from bcemb.data.sampling import BPRSampler
+from bcemb.experiments.config import PROFILES, SIZE_TABLES
+from bcemb.experiments.context import ExperimentData
+from bcemb.losses import bpr_loss, multi_step_alignment
+from bcemb.models.graph_input import GraphInput
+from bcemb.models.sage import SageConfig, SageEncoder
+from bcemb.training.trainer import VersionData
+from bcemb.transforms.base import BackwardTransform
+from bcemb.transforms.linear import LinearTransform
+from bcemb.utils import resolve_device
+
+#: The paper's Amazon Musical Instruments 5-core size (users, items, edges).
+MUSICAL_SIZE = (27_530, 10_611, 231_312)
+#: Epochs of the paper's training run, for the "est. 500 epochs" column.
+PAPER_EPOCHS = 500
+#: ``--sizes`` -> (label, size table key, profile whose batch is the default).
+SIZE_CHOICES = {"paper": ("paper", "amazon", "paper"), "quick": ("quick", "quick", "quick")}
+
+
+@dataclass
+class Row:
+    """One measured (dataset, size table, version, alignment) combination."""
+
+    dataset: str
+    sizes: str
+    k: int
+    layers: int
+    dim: int
+    nodes: int
+    nnz: int
+    train_edges: int
+    batch: int
+    align: bool
+    steps_timed: int
+    s_step: float
+    s_sample: float
+    flops: float
+    dense_flops: float
+    sparse_flops: float
+    mm_gflops: float
+    spmm_gflops: float
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.train_edges / self.batch)
+
+    @property
+    def s_epoch(self) -> float:
+        return self.steps_per_epoch * self.s_step + self.s_sample
+
+    @property
+    def est_hours(self) -> float:
+        return PAPER_EPOCHS * self.s_epoch / 3600
+
+    @property
+    def step_gflops(self) -> float:
+        return self.flops / self.s_step / 1e9
+
+    @property
+    def est_dense_s(self) -> float:
+        return self.dense_flops / (self.mm_gflops * 1e9)
+
+    @property
+    def est_sparse_s(self) -> float:
+        return self.sparse_flops / (self.spmm_gflops * 1e9)
+
+
+# --------------------------------------------------------------------------- FLOP count
+
+
+def step_flops(
+    *,
+    nodes: int,
+    nnz: int,
+    layers: int,
+    dim: int,
+    batch: int,
+    feature_entries: int,
+    params: int,
+    align_dims: Sequence[int] = (),
+) -> tuple[float, float, float]:
+    """FLOPs of one training step: ``(total, dense part, sparse part)``; see the module doc.
+
+    ``align_dims`` is ``(D_0, ..., D_k)`` when the alignment loss is on (``k >= 1``), else empty.
+    """
+    n, m, d, b = float(nodes), float(nnz), float(dim), float(batch)
+    dense = layers * (4 * n * d * d + 8 * n * d * d)
+    sparse = layers * (2 * m * d + 2 * m * d)
+    elementwise = layers * (10 * n * d + 20 * n * d) + 2 * (n + feature_entries) * d
+    bpr = 30 * b * d
+    adam = 12 * params
+    align = 0.0
+    if len(align_dims) >= 2:
+        rows = 3 * b
+        dk, dprev = align_dims[-1], align_dims[-2]
+        align += 3 * 2 * rows * dk * dprev  # B_k: forward + grad input + grad weight
+        for j in range(len(align_dims) - 2, 0, -1):  # frozen B_{k-1} .. B_1
+            align += 2 * 2 * rows * align_dims[j] * align_dims[j - 1]
+        align += 10 * rows * dprev * (len(align_dims) - 1)  # residual squares, means
+    return dense + sparse + elementwise + bpr + adam + align, dense, sparse
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_time(fn: Callable[[], object], device: torch.device, *, reps: int, budget_s: float) -> float:
+    """Median seconds of ``fn`` over up to ``reps`` calls (fewer if ``budget_s`` runs out)."""
+    fn()  # warm-up
+    _sync(device)
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < reps and (len(times) < 3 or time.perf_counter() - start < budget_s):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def kernel_rates(graph: GraphInput, dim: int, device: torch.device) -> tuple[float, float]:
+    """Dense ``[N, D] x [D, D]`` and sparse ``D^-1 A @ [N, D]`` GFLOP/s on this graph's shapes."""
+    n = graph.num_nodes
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.randn(n, dim, generator=gen).to(device)
+    w = torch.randn(dim, dim, generator=gen).to(device)
+    t_mm = _median_time(lambda: torch.mm(x, w), device, reps=20, budget_s=1.0)
+    t_sp = _median_time(lambda: graph.mean_adj @ x, device, reps=20, budget_s=1.0)
+    nnz = graph.mean_adj._nnz()
+    return 2 * n * dim * dim / t_mm / 1e9, 2 * nnz * dim / t_sp / 1e9
+
+
+def time_training(
+    data: VersionData,
+    feature_sizes: dict[str, int],
+    sizes: Sequence[tuple[int, int]],
+    k: int,
+    *,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    steps: int,
+    warmup: int,
+    row_budget_s: float,
+    with_alignment: bool,
+    device: torch.device,
+    seed: int = 0,
+) -> tuple[float, int, float, int]:
+    """Time the training step of ``train_model`` on version ``k``.
+
+    Returns ``(median s/step, steps timed, s of one epoch's BPR sampling, parameters)``.
+    """
+    layers, dim = sizes[k]
+    torch.manual_seed(seed)
+    model = SageEncoder(SageConfig(layers, dim, feature_sizes)).to(device)
+    model.train()
+    params = list(model.parameters())
+    align = None
+    if with_alignment and k >= 1:
+        prev_dim = sizes[k - 1][1]
+        transform = LinearTransform(dim, prev_dim).to(device)
+        older: list[BackwardTransform] = [
+            LinearTransform(sizes[j][1], sizes[j - 1][1]).frozen_copy().to(device) for j in range(k - 1, 0, -1)
+        ][::-1]  # oldest first, as multi_step_alignment expects
+        g = data.train_graph
+        prev_user = torch.randn(g.num_users, prev_dim, device=device)  # frozen M_{k-1} output
+        prev_item = torch.randn(g.num_items, prev_dim, device=device)
+        align = (transform, older, prev_user, prev_item)
+        params += list(transform.parameters())
+    opt = torch.optim.Adam(params, lr=lr)
+
+    sampler = BPRSampler(
+        data.train_user.cpu().numpy(),
+        data.train_item.cpu().numpy(),
+        data.train_graph.num_items,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    t0 = time.perf_counter()
+    batches = list(sampler.epoch(batch_size))  # the epoch's draws happen here, once
+    s_sample = time.perf_counter() - t0
+
+    def step(i: int) -> None:
+        # The body of train_model's inner loop, verbatim in effect.
+        user, pos, neg = batches[i % len(batches)]
+        user, pos, neg = user.to(device), pos.to(device), neg.to(device)
+        user_emb, item_emb = model(data.train_graph)
+        u, p, n = user_emb[user], item_emb[pos], item_emb[neg]
+        loss = bpr_loss(u, p, n, weight_decay=weight_decay)
+        if align is not None:
+            transform, older, prev_user, prev_item = align
+            z_k = torch.cat([u, p, n])
+            z_prev = torch.cat([prev_user[user], prev_item[pos], prev_item[neg]])
+            a = multi_step_alignment(z_k, z_prev, transform, older)
+            loss = loss + 1.0 * a
+            float(a)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        float(loss)
+
+    i = 0
+    warm_start = time.perf_counter()
+    last = 0.0
+    for _ in range(max(warmup, 1)):
+        t = time.perf_counter()
+        step(i)
+        _sync(device)
+        last = time.perf_counter() - t
+        i += 1
+        if time.perf_counter() - warm_start > row_budget_s / 2:  # slow sizes: one warm-up is enough
+            break
+    # Fit the timed steps into the row's budget, but time at least two.
+    n_steps = max(2, min(steps, int(row_budget_s / max(last, 1e-9))))
+    times = []
+    for _ in range(n_steps):
+        t = time.perf_counter()
+        step(i)
+        _sync(device)
+        times.append(time.perf_counter() - t)
+        i += 1
+    n_params = sum(p.numel() for p in params if p.requires_grad)
+    return statistics.median(times), n_steps, s_sample, n_params
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def load_dataset(name: str, synthetic_size: tuple[int, int, int], seed: int) -> EvolvingGraph:
+    if name == "ml-100k":
+        return load_movielens_100k()
+    u, i, e = synthetic_size
+    return make_synthetic(num_users=u, num_items=i, num_edges=e, seed=seed)
+
+
+def _parse_triple(text: str) -> tuple[int, int, int]:
+    parts = [int(x) for x in text.replace("x", ",").split(",")]
+    if len(parts) != 3 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"expected USERS,ITEMS,EDGES, got {text!r}")
+    return parts[0], parts[1], parts[2]
+
+
+def _parse_ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+MAIN_COLS = [
+    # (header, width, format function)
+    ("dataset", 9, lambda r: r.dataset),
+    ("sizes", 6, lambda r: r.sizes),
+    ("k", 2, lambda r: str(r.k)),
+    ("align", 6, lambda r: "yes" if r.align else "no"),
+    ("layers", 7, lambda r: str(r.layers)),
+    ("dim", 5, lambda r: str(r.dim)),
+    ("nodes", 7, lambda r: str(r.nodes)),
+    ("nnz", 8, lambda r: str(r.nnz)),
+    ("train_edges", 12, lambda r: str(r.train_edges)),
+    ("batch", 6, lambda r: str(r.batch)),
+    ("steps/epoch", 12, lambda r: str(r.steps_per_epoch)),
+    ("timed", 6, lambda r: str(r.steps_timed)),
+    ("s/step", 8, lambda r: f"{r.s_step:.3f}"),
+    ("s/epoch", 9, lambda r: f"{r.s_epoch:.1f}"),
+    ("est. 500 epochs (h)", 20, lambda r: f"{r.est_hours:.2f}"),
+    ("GFLOP/step", 11, lambda r: f"{r.flops / 1e9:.2f}"),
+    ("step GFLOP/s", 13, lambda r: f"{r.step_gflops:.1f}"),
+    ("matmul GFLOP/s", 15, lambda r: f"{r.mm_gflops:.1f}"),
+    ("ratio", 6, lambda r: f"{r.step_gflops / r.mm_gflops:.2f}"),
+]
+
+SPLIT_COLS = [
+    ("dataset", 9, lambda r: r.dataset),
+    ("sizes", 6, lambda r: r.sizes),
+    ("k", 2, lambda r: str(r.k)),
+    ("align", 6, lambda r: "yes" if r.align else "no"),
+    ("s/step", 8, lambda r: f"{r.s_step:.3f}"),
+    ("spmm GFLOP/s", 13, lambda r: f"{r.spmm_gflops:.1f}"),
+    ("est. dense s", 13, lambda r: f"{r.est_dense_s:.3f}"),
+    ("est. sparse s", 14, lambda r: f"{r.est_sparse_s:.3f}"),
+    ("other s", 8, lambda r: f"{r.s_step - r.est_dense_s - r.est_sparse_s:.3f}"),
+    ("dense %", 8, lambda r: f"{100 * r.est_dense_s / r.s_step:.0f}"),
+    ("sparse %", 9, lambda r: f"{100 * r.est_sparse_s / r.s_step:.0f}"),
+    ("sampling s/epoch", 17, lambda r: f"{r.s_sample:.3f}"),
+]
+
+
+def _table(rows: Sequence[Row], cols) -> str:  # noqa: ANN001
+    lines = ["  ".join(f"{h:>{w}}" for h, w, _ in cols)]
+    lines += ["  ".join(f"{f(r):>{w}}" for _, w, f in cols) for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> list[Row]:
+    """Run the benchmark, print the tables, and return the rows."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=["ml-100k", "musical", "both"], default="both")
+    parser.add_argument(
+        "--sizes", choices=["paper", "quick", "both"], default="paper",
+        help="paper: SIZE_TABLES['amazon'] (the paper's); quick: the quick profile's table",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=None,
+        help="BPR batch (default: the profile's: 2048 for paper, 8192 for quick)",
+    )
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per size (default 10)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
+    parser.add_argument(
+        "--row-budget", type=float, default=20.0,
+        help="seconds of timed steps per row; slower sizes time fewer steps, at least 2 (default 20)",
+    )
+    parser.add_argument(
+        "--with-alignment", action="store_true",
+        help="also time a BC-Aligner step (multi-step alignment; versions k >= 1)",
+    )
+    parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument(
+        "--versions", type=_parse_ints, default=None, help="comma-separated k to time (default: all)"
+    )
+    parser.add_argument(
+        "--synthetic-size", type=_parse_triple, default=MUSICAL_SIZE,
+        help="USERS,ITEMS,EDGES of the 'musical' graph (default: the paper's 27530,10611,231312)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    datasets = ["ml-100k", "musical"] if args.dataset == "both" else [args.dataset]
+    tables = ["paper", "quick"] if args.sizes == "both" else [args.sizes]
+
+    load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(
+        f"torch {torch.__version__}, device {device} ({dev_name}), "
+        f"torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, "
+        f"load average {load0:.2f} at start"
+    )
+    print(
+        "Timings are medians and noisy when other jobs share the machine's cores; "
+        "compare rows of one run only."
+    )
+    sys.stdout.flush()
+
+    rows: list[Row] = []
+    for name in datasets:
+        t0 = time.perf_counter()
+        graph = load_dataset(name, args.synthetic_size, args.seed)
+        exp = ExperimentData(graph, device="cpu")
+        print(
+            f"[{name}] {graph.num_users} users, {graph.num_items} items, {graph.num_edges} edges "
+            f"(loaded in {time.perf_counter() - t0:.1f} s)",
+            flush=True,
+        )
+        versions = args.versions if args.versions is not None else list(range(exp.num_versions))
+        for k in versions:
+            data = exp.version(k).to(device)
+            g = data.train_graph
+            feature_entries = sum(int(grp.offsets[g.num_items]) for grp in graph.item_features.values())
+            for label in tables:
+                _, table_key, profile = SIZE_CHOICES[label]
+                sizes = SIZE_TABLES[table_key]
+                train_cfg = PROFILES[profile]["train"]
+                batch = args.batch_size or train_cfg.batch_size
+                layers, dim = sizes[k]
+                mm, spmm = kernel_rates(g, dim, device)
+                for align in [False, True] if args.with_alignment and k >= 1 else [False]:
+                    s_step, n_timed, s_sample, n_params = time_training(
+                        data, exp.feature_sizes, sizes, k,
+                        batch_size=batch, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay,
+                        steps=args.steps, warmup=args.warmup, row_budget_s=args.row_budget,
+                        with_alignment=align, device=device, seed=args.seed,
+                    )
+                    total, dense, sparse = step_flops(
+                        nodes=g.num_nodes, nnz=g.mean_adj._nnz(), layers=layers, dim=dim,
+                        batch=batch, feature_entries=feature_entries, params=n_params,
+                        align_dims=[d for _, d in sizes[: k + 1]] if align else (),
+                    )
+                    row = Row(
+                        dataset=name, sizes=label, k=k, layers=layers, dim=dim,
+                        nodes=g.num_nodes, nnz=g.mean_adj._nnz(), train_edges=len(data.train_user),
+                        batch=batch, align=align, steps_timed=n_timed, s_step=s_step,
+                        s_sample=s_sample, flops=total, dense_flops=dense, sparse_flops=sparse,
+                        mm_gflops=mm, spmm_gflops=spmm,
+                    )
+                    rows.append(row)
+                    print(
+                        f"  {name} {label} k={k} align={'yes' if align else 'no'}: "
+                        f"{row.s_step:.3f} s/step ({n_timed} timed), {row.s_epoch:.1f} s/epoch, "
+                        f"{row.step_gflops:.1f} GFLOP/s vs matmul {mm:.1f}",
+                        flush=True,
+                    )
+
+    load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print()
+    print(
+        f"Training step: full-graph forward + BPR (+ alignment) + backward + Adam. "
+        f"s/epoch = steps/epoch x s/step + one epoch's BPR sampling; "
+        f"est. {PAPER_EPOCHS} epochs excludes validation. ratio = step GFLOP/s / matmul GFLOP/s "
+        f"(torch.mm [N,D]x[D,D] in this run)."
+    )
+    print(_table(rows, MAIN_COLS))
+    print()
+    print("Where the step's time goes (FLOPs / measured kernel rate; other = the rest):")
+    print(_table(rows, SPLIT_COLS))
+    print(
+        f"\nload average {load1:.2f} at end ({os.cpu_count()} CPUs): "
+        "numbers are noisy when other jobs run."
+    )
+    return rows
+
+
+if __name__ == "__main__":
+    main()

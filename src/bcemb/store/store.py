@@ -1,0 +1,672 @@
+"""The read side of a keep-latest embedding store: any old version, computed on the fly.
+
+On-disk layout (``k`` is the latest version; paths relative to the store root)::
+
+    CURRENT                              pointer to the current manifest (+ its sha256); switched last
+    manifests/<seq>.json                 one per change, never rewritten (see bcemb.store.manifest)
+    versions/<j>/transform.safetensors   B_j, j >= 1 (kept forever)
+    versions/<j>/probes.parquet          probe sample of the real z_j (kept forever)
+    versions/k/model.safetensors         M_k (the latest model, embeds new nodes)
+    versions/k/graph/                    the graph at t_k (bcemb.data.io format)
+    versions/k/user_emb.npy              z_k of users, float32 [U_k, D_k], memory-mapped for serving
+    versions/k/item_emb.npy              z_k of items, float32 [I_k, D_k]
+    versions/k/ids.parquet               kind, id: the node of each row (users first, then items)
+    versions/k/embeddings/part-*.parquet kind, id, embedding: the same vectors for interchange
+
+Node ids are the dataset's original ids, compared as strings (``1`` and ``"1"`` are the same
+node), together with a ``kind``, ``"user"`` or ``"item"``: users and items are separate id
+spaces.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bcemb.data.graph import EvolvingGraph, FeatureGroup
+from bcemb.data.io import load_graph
+from bcemb.models.graph_input import GraphInput
+from bcemb.models.io import load_model, load_transform
+from bcemb.models.sage import SageEncoder
+from bcemb.store import io as sio
+from bcemb.store.errors import IntegrityError, StoreError, UnknownIdsError, UnknownVersionError
+from bcemb.store.manifest import Manifest, VersionEntry, read_manifest, read_pointer
+from bcemb.transforms import BackwardTransform, TransformChain
+
+if TYPE_CHECKING:
+    from bcemb.store.export import ExportResult
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "EmbeddingStore",
+    "NodeEmbeddings",
+    "CheckReport",
+    "VersionCheck",
+    "UsageReport",
+    "VersionUsage",
+    "compose_matrix",
+]
+
+_OPEN_RETRIES = 5
+
+
+def compose_matrix(transforms: Sequence[BackwardTransform], version: int) -> np.ndarray:
+    """``W_{j+1} ... W_k`` for the chain ``transforms = [B_1, .., B_k]``.
+
+    Composed in float64 so that long chains lose no precision, returned as float32 (the
+    serving precision); the identity for ``j = k``. The same function serves ``get`` and every
+    export worker, so that exports computed in different processes agree bit for bit.
+
+    Shapes:
+        returns ``[D_j, D_k]``.
+    """
+    if not 0 <= version <= len(transforms):
+        raise UnknownVersionError(version, list(range(len(transforms) + 1)))
+    if version == len(transforms):
+        dim = transforms[-1].in_dim if transforms else 0
+        return np.eye(dim, dtype=np.float32)
+    m = transforms[version].matrix().detach().to(torch.float64).cpu().numpy()
+    for t in transforms[version + 1 :]:
+        m = m @ t.matrix().detach().to(torch.float64).cpu().numpy()
+    return np.ascontiguousarray(m, dtype=np.float32)
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in sio.KINDS:
+        raise ValueError(f"kind must be 'user' or 'item', got {kind!r}")
+    return kind
+
+
+def _as_keys(ids: Iterable[object], what: str = "ids") -> list[str]:
+    """Ids as strings; integers and strings are accepted, anything else is an error."""
+    keys = []
+    for i in ids:
+        if isinstance(i, str):
+            keys.append(i)
+        elif isinstance(i, int | np.integer) and not isinstance(i, bool):
+            keys.append(str(int(i)))
+        else:
+            raise ValueError(f"{what} must be strings or integers, got {i!r} ({type(i).__name__})")
+    return keys
+
+
+@dataclass(frozen=True)
+class NodeEmbeddings:
+    """Embeddings of some nodes in one version's space.
+
+    Attributes:
+        kind: ``"user"`` or ``"item"``.
+        ids: The nodes, in row order.
+        version: The version the vectors are compatible with.
+        vectors: Shape ``[len(ids), D_version]``, float32.
+    """
+
+    kind: str
+    ids: tuple[str, ...]
+    version: int
+    vectors: np.ndarray
+
+
+@dataclass(frozen=True)
+class VersionCheck:
+    """Alignment of the chain on one version's probe sample.
+
+    Attributes:
+        version: ``j``.
+        dim: ``D_j``.
+        num_probes: Probe nodes.
+        missing: Probe nodes absent from the latest embeddings (should be 0).
+        mean_error: Mean over probes of ``||B_{j+1} o ... o B_k (z_k) - z_j||_2``.
+        max_error: Largest such distance.
+        relative_error: ``mean_error`` divided by the mean ``||z_j||_2``.
+    """
+
+    version: int
+    dim: int
+    num_probes: int
+    missing: int
+    mean_error: float
+    max_error: float
+    relative_error: float
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Result of :meth:`EmbeddingStore.check`.
+
+    Attributes:
+        manifest: The manifest checked.
+        latest: ``k``.
+        problems: Integrity problems, each naming a file (empty when all is well).
+        versions: One alignment figure per version (the latest is a self-check, error 0).
+        model_check: How well the stored model reproduces the stored embeddings.
+    """
+
+    manifest: str
+    latest: int
+    problems: tuple[str, ...]
+    versions: tuple[VersionCheck, ...]
+    model_check: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        """No integrity problem."""
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class VersionUsage:
+    """Bytes one version takes or would take.
+
+    Attributes:
+        version: ``j``.
+        transform_bytes: ``B_j`` (0 for version 0).
+        probe_bytes: Its probe sample.
+        embedding_bytes: Its full embeddings in the store's format (estimated when retired).
+        model_bytes: ``M_j``'s file (recorded at publish time).
+        embeddings_kept: Whether the embeddings are on disk.
+        model_kept: Whether the model is on disk.
+    """
+
+    version: int
+    transform_bytes: int
+    probe_bytes: int
+    embedding_bytes: int
+    model_bytes: int
+    embeddings_kept: bool
+    model_kept: bool
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """Disk usage of the store next to what keep-all would need.
+
+    Attributes:
+        versions: Per-version figures.
+        graph_bytes: The latest graph snapshot.
+        manifest_bytes: All manifests.
+        stored_bytes: What the store holds now.
+        keep_latest_bytes: Transforms, probes, latest embeddings, latest model, graph, manifests.
+        keep_all_bytes: Every version's embeddings and model, graph, manifests.
+    """
+
+    versions: tuple[VersionUsage, ...]
+    graph_bytes: int
+    manifest_bytes: int
+    stored_bytes: int
+    keep_latest_bytes: int
+    keep_all_bytes: int
+
+    @property
+    def saving(self) -> float:
+        """``1 - keep_latest / keep_all``."""
+        return 1.0 - self.keep_latest_bytes / self.keep_all_bytes if self.keep_all_bytes else 0.0
+
+
+class EmbeddingStore:
+    """Serve any version's embeddings from the latest ones and the chain of transforms.
+
+    Opening reads the current manifest, checks the files it needs (``verify``), loads the
+    transforms and memory-maps the latest embeddings. The object is a snapshot: a later
+    publish does not change it (see :meth:`is_stale` and :meth:`reload`). It is safe to use
+    from several threads.
+
+    Args:
+        root: The store directory.
+        verify: Check the sha256 of every file read at opening (default True). The
+            embedding partitions are checked when exported, the model and graph when used.
+
+    Example:
+        >>> store = EmbeddingStore("store")
+        >>> z0 = store.get(["196", "186"], kind="user", version=0)  # [2, D_0]
+    """
+
+    def __init__(self, root: str | Path, *, verify: bool = True) -> None:
+        self.root = Path(root)
+        self.verify = verify
+        self._lock = threading.Lock()
+        self._model: SageEncoder | None = None
+        self._graph: EvolvingGraph | None = None
+        for attempt in range(_OPEN_RETRIES):
+            pointer = read_pointer(self.root)
+            if pointer is None:
+                if not self.root.is_dir():
+                    raise StoreError(f"no store at {self.root}")
+                raise StoreError(f"{self.root} is an empty store (no CURRENT): publish a run first")
+            try:
+                self._open(pointer)
+                return
+            except IntegrityError:
+                # A change committed while we were opening may have removed files of the state
+                # we started from; open the new state instead. Otherwise the error is real.
+                if attempt == _OPEN_RETRIES - 1 or read_pointer(self.root) == pointer:
+                    raise
+                logger.debug("store %s changed while opening; retrying", self.root)
+
+    def _open(self, pointer: tuple[str, str]) -> None:
+        manifest = read_manifest(self.root, *pointer)
+        self._pointer = pointer
+        self.manifest: Manifest = manifest
+        latest = manifest.versions[manifest.latest]
+        transforms = [load_transform(self._file(v.files["transform"])) for v in manifest.versions[1:]]
+        self.chain = TransformChain(transforms)
+        self._matrices: dict[int, np.ndarray] = {}
+        ids = sio.read_table(self._file(latest.files["ids"]), columns=["kind", "id"])
+        kinds = ids.column("kind").to_numpy(zero_copy_only=False)
+        all_ids = ids.column("id").to_numpy(zero_copy_only=False)
+        self._ids = {k: np.asarray(all_ids[kinds == k], dtype=object) for k in sio.KINDS}
+        self._index = {k: pd.Index(v, dtype=object) for k, v in self._ids.items()}
+        self._emb = {k: sio.open_npy(self._file(latest.files[f"{k}_emb"])) for k in sio.KINDS}
+        for k, n in (("user", latest.num_users), ("item", latest.num_items)):
+            if self._emb[k].shape != (n, latest.dim) or len(self._ids[k]) != n:
+                raise IntegrityError(
+                    self.root / latest.files[f"{k}_emb"],
+                    f"expected {n} x {latest.dim} {k} embeddings with ids, got {self._emb[k].shape} "
+                    f"and {len(self._ids[k])} ids",
+                )
+        for transform, entry in zip(transforms, manifest.versions[1:], strict=True):
+            if (transform.in_dim, transform.out_dim) != (entry.dim, manifest.versions[entry.version - 1].dim):
+                raise IntegrityError(self.root / entry.files["transform"], "dimensions differ from the manifest")
+
+    def _file(self, rel: str, *, verify: bool | None = None) -> Path:
+        """Path of a stored file, checked against the manifest's sha256."""
+        if rel not in self.manifest.files:
+            raise IntegrityError(self.root / rel, "not listed in the manifest")
+        if self.verify if verify is None else verify:
+            return sio.verify_file(self.root, rel, self.manifest.files[rel].sha256)
+        return self.root / rel
+
+    # ------------------------------------------------------------------ description
+
+    def __repr__(self) -> str:
+        return (
+            f"EmbeddingStore({str(self.root)!r}, latest={self.latest}, dims={[v.dim for v in self.manifest.versions]}, "
+            f"users={self.num_nodes('user')}, items={self.num_nodes('item')})"
+        )
+
+    @property
+    def latest(self) -> int:
+        """``k``: the version whose embeddings are stored."""
+        return self.manifest.latest
+
+    @property
+    def versions(self) -> list[int]:
+        """Every version the store serves, ``0..k``."""
+        return list(range(self.latest + 1))
+
+    def entry(self, version: int) -> VersionEntry:
+        """The manifest entry of a version."""
+        return self.manifest.versions[self._version(version)]
+
+    def dim(self, version: int | None = None) -> int:
+        """``D_j`` (the latest's when ``version`` is None)."""
+        return self.entry(self._version(version)).dim
+
+    def num_nodes(self, kind: str) -> int:
+        """Users or items of the latest version."""
+        return len(self._ids[_check_kind(kind)])
+
+    def ids(self, kind: str) -> np.ndarray:
+        """Ids of the latest version's users or items, in row order. Shape ``[N]``."""
+        return self._ids[_check_kind(kind)]
+
+    def describe(self) -> list[dict[str, Any]]:
+        """One JSON-able summary per version (for listings and the HTTP service)."""
+        return [
+            {
+                "version": v.version,
+                "parent": v.parent,
+                "dim": v.dim,
+                "method": v.method,
+                "lam": v.lam,
+                "created": v.created,
+                "num_users": v.num_users,
+                "num_items": v.num_items,
+                "transform": v.transform["kind"] if v.transform else None,
+                "embeddings": "kept" if v.embeddings_kept else "retired",
+                "model": "kept" if v.model_kept else "retired",
+                "num_probes": v.num_probes,
+            }
+            for v in self.manifest.versions
+        ]
+
+    def _version(self, version: int | None) -> int:
+        if version is None:
+            return self.latest
+        if isinstance(version, bool) or not isinstance(version, int | np.integer) or not 0 <= version <= self.latest:
+            raise UnknownVersionError(version, self.versions)
+        return int(version)
+
+    # ------------------------------------------------------------------ serving
+
+    def matrix(self, version: int) -> np.ndarray:
+        """The composed ``W_{j+1} ... W_k``, cached. Shape ``[D_j, D_k]``, float32."""
+        j = self._version(version)
+        if j not in self._matrices:
+            with self._lock:
+                if j not in self._matrices:
+                    self._matrices[j] = compose_matrix(self.chain.transforms, j)
+        return self._matrices[j]
+
+    def transform(self, z: np.ndarray, *, version: int) -> np.ndarray:
+        """Ver-``version`` compatible vectors from latest ones, with one matrix product.
+
+        Shapes:
+            z: ``[N, D_k]`` -> ``[N, D_version]``.
+        """
+        j = self._version(version)
+        z = np.asarray(z, dtype=np.float32)
+        if z.ndim != 2 or z.shape[1] != self.dim():
+            raise ValueError(f"expected latest embeddings of shape [N, {self.dim()}], got {z.shape}")
+        if not np.isfinite(z).all():
+            raise ValueError("the embeddings hold NaN or infinite values")
+        if j == self.latest:
+            return z
+        return z @ self.matrix(j).T
+
+    def rows(self, ids: Iterable[object], *, kind: str = "user") -> np.ndarray:
+        """Row of each id in the latest embeddings.
+
+        Raises:
+            UnknownIdsError: Some ids are unknown (all are listed on the error).
+        """
+        _check_kind(kind)
+        keys = _as_keys(ids)
+        rows = self._index[kind].get_indexer(keys) if keys else np.zeros(0, dtype=np.int64)
+        if (rows < 0).any():
+            missing = list(dict.fromkeys(k for k, r in zip(keys, rows, strict=True) if r < 0))
+            raise UnknownIdsError(kind, missing, len(keys))
+        return rows.astype(np.int64)
+
+    def get(self, ids: Sequence[object], *, version: int | None = None, kind: str = "user") -> np.ndarray:
+        """Ver-``version`` compatible embeddings of stored nodes.
+
+        ``z~_j = B_{j+1} o ... o B_k (z_k)``, computed on the fly with the cached composed
+        matrix.
+
+        Args:
+            ids: Original ids of users or items (strings or integers).
+            version: ``j``; None for the latest.
+            kind: ``"user"`` or ``"item"``.
+
+        Returns:
+            The vectors, float32, in the order of ``ids``.
+
+        Shapes:
+            returns ``[len(ids), D_j]``.
+
+        Raises:
+            UnknownIdsError: Unknown ids (named on the error).
+            UnknownVersionError: A version the store does not have.
+        """
+        j = self._version(version)
+        rows = self.rows(ids, kind=kind)
+        z = np.asarray(self._emb[kind][rows], dtype=np.float32)
+        return z if j == self.latest else z @ self.matrix(j).T
+
+    # ------------------------------------------------------------------ new nodes
+
+    def _model_and_graph(self) -> tuple[SageEncoder, EvolvingGraph]:
+        with self._lock:
+            if self._model is None or self._graph is None:
+                latest = self.manifest.versions[self.latest]
+                try:
+                    model = load_model(self._file(latest.files["model"]))
+                    graph_dir = latest.files["graph"]
+                    for rel in self.manifest.files:
+                        if rel.startswith(graph_dir + "/"):
+                            self._file(rel)
+                    graph = load_graph(self.root / graph_dir, verify=False)
+                except IntegrityError:
+                    if self.is_stale():
+                        raise StoreError(
+                            f"the store {self.root} changed since it was opened and the model of version "
+                            f"{self.latest} is gone; reopen the store"
+                        ) from None
+                    raise
+                self._model, self._graph = model, graph
+        return self._model, self._graph
+
+    @torch.no_grad()
+    def embed_new(
+        self,
+        edges: Iterable[tuple[object, object]],
+        *,
+        ids: Sequence[object] | None = None,
+        kind: str = "user",
+        version: int | None = None,
+        item_features: Mapping[str, Mapping[object, Iterable[str]]] | None = None,
+    ) -> NodeEmbeddings:
+        """Embed nodes with the latest model after adding new edges, then transform them.
+
+        The edges are added to the stored graph at ``t_k``; users and items not in the store
+        become new nodes (new items take their feature bags from ``item_features``; feature
+        names outside the model's vocabulary are ignored). ``M_k`` embeds the extended graph
+        and the requested nodes are mapped into version ``version`` like stored ones. Existing
+        nodes next to the new edges get updated vectors too.
+
+        Args:
+            edges: ``(user id, item id)`` pairs with original ids.
+            ids: Nodes of ``kind`` to return; default the new nodes of that kind.
+            kind: ``"user"`` or ``"item"``.
+            version: ``j``; None for the latest.
+            item_features: ``{group: {item id: [feature names]}}`` for new items.
+
+        Returns:
+            The requested nodes' vectors in version ``j``.
+
+        Shapes:
+            vectors: ``[len(ids), D_j]``.
+        """
+        j = self._version(version)
+        _check_kind(kind)
+        model, graph = self._model_and_graph()
+        pairs = [tuple(e) for e in edges]
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError("edges must be (user id, item id) pairs")
+        users = _as_keys((p[0] for p in pairs), "user ids")
+        items = _as_keys((p[1] for p in pairs), "item ids")
+        features = {g: {str(i): list(b) for i, b in m.items()} for g, m in (item_features or {}).items()}
+        unknown_groups = set(features) - set(graph.item_features)
+        if unknown_groups:
+            raise ValueError(
+                f"unknown item feature groups {sorted(unknown_groups)}; the model knows {sorted(graph.item_features)}"
+            )
+        featured = list(dict.fromkeys(i for m in features.values() for i in m))
+        known_featured = [i for i, r in zip(featured, self._index["item"].get_indexer(featured), strict=True) if r >= 0]
+        if known_featured:
+            raise ValueError(f"item features given for stored items {known_featured[:5]}; only new items take features")
+
+        def extend(kind_: str, keys: list[str]) -> tuple[np.ndarray, list[str]]:
+            rows = self._index[kind_].get_indexer(keys) if keys else np.zeros(0, dtype=np.int64)
+            new = list(dict.fromkeys(k for k, r in zip(keys, rows, strict=True) if r < 0))
+            base = self.num_nodes(kind_)
+            pos = {k: base + n for n, k in enumerate(new)}
+            rows = np.array([r if r >= 0 else pos[k] for k, r in zip(keys, rows, strict=True)], dtype=np.int64)
+            return rows, new
+
+        user_rows, new_users = extend("user", users)
+        item_rows, new_items = extend("item", items + featured)
+        item_rows = item_rows[: len(items)]
+        n_users, n_items = graph.num_users + len(new_users), graph.num_items + len(new_items)
+        groups = {}
+        for name, group in graph.item_features.items():
+            vocab = {v: f for f, v in enumerate(group.vocab)}
+            bags = [[vocab[v] for v in features.get(name, {}).get(i, ()) if v in vocab] for i in new_items]
+            dropped = sum(len(features.get(name, {}).get(i, ())) for i in new_items) - sum(map(len, bags))
+            if dropped:
+                logger.info("ignored %d feature name(s) of group %r outside the model's vocabulary", dropped, name)
+            flat = np.fromiter((f for b in bags for f in b), dtype=np.int64)
+            offsets = group.offsets[-1] + np.cumsum([0] + [len(b) for b in bags], dtype=np.int64)
+            groups[name] = FeatureGroup(
+                group.vocab, np.concatenate([group.indices, flat]), np.concatenate([group.offsets, offsets[1:]])
+            )
+        n_new = len(pairs)
+        extended = EvolvingGraph(
+            user=np.concatenate([graph.user, user_rows]),
+            item=np.concatenate([graph.item, item_rows]),
+            rating=np.concatenate([graph.rating, np.zeros(n_new, np.float32)]),  # the model ignores ratings
+            timestamp=np.concatenate([graph.timestamp, np.full(n_new, graph.timestamp[-1])]),
+            user_ids=np.concatenate([graph.user_ids.astype(object), np.array(new_users, dtype=object)]),
+            item_ids=np.concatenate([graph.item_ids.astype(object), np.array(new_items, dtype=object)]),
+            item_features=groups,
+            name=graph.name,
+        )
+        graph_input = GraphInput.build(
+            extended, np.arange(extended.num_edges), num_users=n_users, num_items=n_items
+        )
+        user_emb, item_emb = model(graph_input)
+        emb = (user_emb if kind == "user" else item_emb).numpy()
+        new = new_users if kind == "user" else new_items
+        wanted = list(new) if ids is None else _as_keys(ids)
+        index = pd.Index(np.concatenate([self._ids[kind], np.array(new, dtype=object)]), dtype=object)
+        rows = index.get_indexer(wanted) if wanted else np.zeros(0, dtype=np.int64)
+        if (rows < 0).any():
+            missing = list(dict.fromkeys(k for k, r in zip(wanted, rows, strict=True) if r < 0))
+            raise UnknownIdsError(kind, missing, len(wanted))
+        z = emb[rows]
+        if not np.isfinite(z).all():
+            raise StoreError("the latest model produced NaN or infinite embeddings")
+        return NodeEmbeddings(kind, tuple(wanted), j, self.transform(z, version=j) if len(z) else
+                              np.zeros((0, self.dim(j)), np.float32))
+
+    # ------------------------------------------------------------------ export
+
+    def export(
+        self,
+        path: str | Path,
+        *,
+        version: int | None = None,
+        engine: str = "single",
+        scheduler: str | None = None,
+        workers: int | None = None,
+        overwrite: bool = False,
+    ) -> ExportResult:
+        """Write ver-``version`` compatible embeddings of every stored node as Parquet.
+
+        See :func:`bcemb.store.export.export_embeddings` for the arguments.
+        """
+        from bcemb.store.export import export_embeddings
+
+        return export_embeddings(
+            self, path, version=version, engine=engine, scheduler=scheduler, workers=workers, overwrite=overwrite
+        )
+
+    # ------------------------------------------------------------------ monitoring
+
+    def check(self) -> CheckReport:
+        """Verify every stored file and measure the chain's alignment error on each version's probes.
+
+        The probe sample of version ``j`` holds real ``z_j`` of a few nodes taken when ``j``
+        was published, so the error of ``B_{j+1} o ... o B_k`` can be measured long after
+        ``M_j`` is gone.
+
+        Returns:
+            The report; integrity problems are listed, not raised.
+        """
+        problems: list[str] = []
+        for rel in sorted(self.manifest.files):
+            try:
+                sio.verify_file(self.root, rel, self.manifest.files[rel].sha256)
+            except IntegrityError as err:
+                problems.append(str(err))
+        bad = {p.split(":", 1)[0] for p in problems}
+        results = []
+        for entry in self.manifest.versions:
+            path = self.root / entry.files["probes"]
+            if str(path) in bad:
+                continue
+            try:
+                table = sio.read_table(path)
+                probes = sio.table_vectors(table, path)
+            except IntegrityError as err:
+                problems.append(str(err))
+                continue
+            kinds = table.column("kind").to_numpy(zero_copy_only=False)
+            keys = table.column("id").to_numpy(zero_copy_only=False)
+            errors, norms, missing = [], [], 0
+            for kind in sio.KINDS:
+                mask = kinds == kind
+                rows = self._index[kind].get_indexer(list(keys[mask])) if mask.any() else np.zeros(0, np.int64)
+                found = rows >= 0
+                missing += int((~found).sum())
+                if found.any():
+                    z = self.get(list(keys[mask][found]), version=entry.version, kind=kind)
+                    truth = probes[mask][found].astype(np.float64)
+                    errors.append(np.linalg.norm(z.astype(np.float64) - truth, axis=1))
+                    norms.append(np.linalg.norm(truth, axis=1))
+            err = np.concatenate(errors) if errors else np.zeros(0)
+            norm = np.concatenate(norms) if norms else np.zeros(0)
+            mean = float(err.mean()) if len(err) else float("nan")
+            results.append(VersionCheck(
+                version=entry.version, dim=entry.dim, num_probes=len(keys), missing=missing,
+                mean_error=mean, max_error=float(err.max()) if len(err) else float("nan"),
+                relative_error=mean / float(norm.mean()) if len(norm) and norm.mean() > 0 else float("nan"),
+            ))
+            if missing:
+                problems.append(f"{path}: {missing} probe node(s) are missing from the latest embeddings")
+        return CheckReport(
+            manifest=self.manifest.name, latest=self.latest, problems=tuple(problems),
+            versions=tuple(results), model_check=self.manifest.versions[self.latest].model_check,
+        )
+
+    def usage(self) -> UsageReport:
+        """Disk usage of keep-latest (this store) next to keep-all (every embedding and model)."""
+        files = self.manifest.files
+
+        def size(rel: str | None) -> int:
+            return files[rel].bytes if rel is not None and rel in files else 0
+
+        def emb_bytes(v: VersionEntry) -> int:
+            return sum(size(v.files.get(r)) for r in ("user_emb", "item_emb", "ids")) + sum(size(p) for p in v.parts)
+
+        latest = self.manifest.versions[self.latest]
+        per_raw = emb_bytes(latest) / latest.raw_embedding_bytes if latest.raw_embedding_bytes else 1.0
+        rows = tuple(
+            VersionUsage(
+                version=v.version,
+                transform_bytes=size(v.files.get("transform")),
+                probe_bytes=size(v.files.get("probes")),
+                embedding_bytes=emb_bytes(v) if v.embeddings_kept else round(v.raw_embedding_bytes * per_raw),
+                model_bytes=v.model_bytes,
+                embeddings_kept=v.embeddings_kept,
+                model_kept=v.model_kept,
+            )
+            for v in self.manifest.versions
+        )
+        graph_dir = latest.files.get("graph", "\0") + "/"
+        graph_bytes = sum(e.bytes for p, e in files.items() if p.startswith(graph_dir))
+        manifest_bytes = sum(p.stat().st_size for p in (self.root / "manifests").glob("*.json"))
+        keep_latest = (
+            sum(r.transform_bytes + r.probe_bytes for r in rows)
+            + rows[-1].embedding_bytes + rows[-1].model_bytes + graph_bytes + manifest_bytes
+        )
+        keep_all = sum(r.embedding_bytes + r.model_bytes for r in rows) + graph_bytes + manifest_bytes
+        return UsageReport(
+            versions=rows, graph_bytes=graph_bytes, manifest_bytes=manifest_bytes,
+            stored_bytes=sum(e.bytes for e in files.values()) + manifest_bytes,
+            keep_latest_bytes=keep_latest, keep_all_bytes=keep_all,
+        )
+
+    # ------------------------------------------------------------------ freshness
+
+    def is_stale(self) -> bool:
+        """Whether the store has changed (a publish or retirement) since this object opened it."""
+        try:
+            return read_pointer(self.root) != self._pointer
+        except StoreError:
+            return True
+
+    def reload(self) -> EmbeddingStore:
+        """A new snapshot of the store's current state."""
+        return EmbeddingStore(self.root, verify=self.verify)
+

@@ -1,0 +1,34 @@
+import math
+
+import pandas as pd
+import pytest
+
+from bcemb.evaluation.summary import KEEP_ALL, table3
+
+
+def _rows():
+    rows = []
+    nan = float("nan")
+    for method, lam, recall, auc, err in [
+        (KEEP_ALL, nan, {1: 0.20, 2: 0.25}, {("t1", 1): 0.8, ("t1", 2): 0.6, ("t2", 2): 0.5}, 0.0),
+        ("bc-aligner", 16.0, {1: 0.18, 2: 0.25}, {("t1", 1): 0.72, ("t1", 2): 0.6, ("t2", 2): 0.45}, 0.5),
+    ]:
+        for k, r in recall.items():
+            rows.append((method, lam, k, "intended", -1, "recall@50", r))
+            rows.append((method, lam, k, "embedding", -1, "align_error", err * k))
+        for (task, k), a in auc.items():
+            rows.append((method, lam, k, task, 0, "auc", a - 0.01))
+            rows.append((method, lam, k, task, 1, "auc", a + 0.01))
+    return pd.DataFrame(rows, columns=["method", "lam", "version", "task", "seed", "metric", "value"])
+
+
+def test_table3_hand_computed():
+    t = table3(_rows()).set_index("method")
+    ka, bc = t.loc[KEEP_ALL], t.loc["bc-aligner"]
+    assert ka["intended"] == 0 and ka["unintended"] == 0 and ka["align_error"] == 0
+    # intended: mean(-10 %, 0 %) ; unintended: mean over (task, time) pairs of (-10 %, 0 %, -10 %)
+    assert bc["intended"] == pytest.approx(-5.0)
+    assert bc["unintended"] == pytest.approx(-20.0 / 3)
+    assert bc["sum"] == pytest.approx(-5.0 - 20.0 / 3)
+    assert bc["align_error"] == pytest.approx((0.5 + 1.0) / 2)
+    assert math.isnan(ka["lam"]) and bc["lam"] == 16.0

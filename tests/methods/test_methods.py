@@ -1,0 +1,103 @@
+import pytest
+import torch
+
+from bcemb.methods import JOINT_METHODS, METHODS, Method, build_method
+from bcemb.registry import UnknownNameError
+from bcemb.training import Alignment, train_model
+from bcemb.losses import ALIGNMENT_LOSSES
+from bcemb.transforms import LinearTransform
+from cases import tiny_context
+
+EXPECTED = {
+    "fix-m0": (None, None), "finetune-m0": (None, None), "non-bc": (None, None),
+    "post-lin-sloss": ("single", "posthoc"), "post-lin-mloss": ("multi", "posthoc"),
+    "joint-notrans": ("single", "joint"), "joint-lin-sloss": ("single", "joint"),
+    "bc-aligner": ("multi", "joint"),
+}
+
+
+def test_registry_has_the_eight_methods_with_their_declarations():
+    assert set(METHODS.names()) == set(EXPECTED)
+    for name, (alignment, fitting) in EXPECTED.items():
+        cls = METHODS.get(name)
+        assert issubclass(cls, Method) and cls is not Method
+        assert (cls.alignment, cls.fitting) == (alignment, fitting)
+    assert set(JOINT_METHODS) == {"joint-notrans", "joint-lin-sloss", "bc-aligner"}
+
+
+def test_registry_synonyms_and_errors():
+    assert METHODS.canonical("Joint_Linear_MLoss") == "bc-aligner"
+    assert METHODS.canonical("BC_ALIGNER") == "bc-aligner"
+    with pytest.raises(UnknownNameError, match="valid names: fix-m0"):
+        METHODS.get("bc-align")
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_method_trains_versions_end_to_end(name, toy_graph, tmp_path):
+    data, ctx = tiny_context(toy_graph, tmp_path / "cache")
+    method = build_method(name, lam=4.0)
+    history = []
+    for k in range(3):
+        art = method.fit_version(k, ctx, history)
+        history.append(art)
+        assert 0.0 <= art.recall[50] <= 1.0
+        user_emb, item_emb = art.model(data.version(k).embed_graph)
+        assert user_emb.shape[0] == data.version(k).embed_graph.num_users
+        if k > 0:
+            assert art.transform is not None
+            assert art.transform.in_dim == art.model.dim
+            assert art.transform.out_dim == history[k - 1].model.dim
+            assert art.transform(user_emb).shape[1] == history[k - 1].model.dim
+    # The composed chain maps the latest embeddings to ver-0 dimension.
+    from bcemb.transforms import TransformChain
+
+    chain = TransformChain([a.transform for a in history[1:]])
+    assert chain.apply(user_emb, 0).shape == (user_emb.shape[0], history[0].model.dim)
+    if name == "fix-m0":
+        assert all(a.model is history[0].model for a in history)
+    if name == "finetune-m0":
+        assert all(a.model.dim == history[0].model.dim for a in history)
+
+
+def test_version_zero_is_shared_through_the_cache(toy_graph, tmp_path):
+    _, ctx = tiny_context(toy_graph, tmp_path / "cache")
+    a = build_method("non-bc").fit_version(0, ctx, [])
+    b = build_method("bc-aligner").fit_version(0, ctx, [])
+    assert b.reused and not a.reused
+    for (ka, va), (kb, vb) in zip(a.model.state_dict().items(), b.model.state_dict().items(), strict=True):
+        assert ka == kb and torch.equal(va, vb)
+
+
+def test_training_step_changes_only_current_model_and_transform(toy_graph, tmp_path, seed):
+    data, ctx = tiny_context(toy_graph, tmp_path / "cache", seed=seed)
+    method = build_method("bc-aligner")
+    history = [method.fit_version(0, ctx, [])]
+    history.append(method.fit_version(1, ctx, history))
+    frozen_models = [{k: v.clone() for k, v in a.model.state_dict().items()} for a in history]
+    frozen_b1 = history[1].transform.weight.detach().clone()
+    v2 = data.version(2)
+    from bcemb.models import SageEncoder
+
+    model = SageEncoder(ctx.sage_config(2))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    b2 = LinearTransform(model.dim, history[1].model.dim)
+    b2_before = b2.weight.detach().clone()
+    with torch.no_grad():
+        prev_user, prev_item = history[1].model(v2.train_graph)
+    align = Alignment(b2, ALIGNMENT_LOSSES["multi"], [history[1].transform], prev_user, prev_item, 16.0)
+    ctx.config.epochs = 1
+    train_model(model, v2, ctx.config, generator=torch.Generator().manual_seed(seed), alignment=align)
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not torch.equal(b2.weight, b2_before)
+    for a, frozen in zip(history, frozen_models, strict=True):
+        for k, v in a.model.state_dict().items():
+            assert torch.equal(v, frozen[k]), k
+    assert torch.equal(history[1].transform.weight, frozen_b1)
+
+
+def test_bad_arguments(toy_graph, tmp_path):
+    _, ctx = tiny_context(toy_graph, tmp_path / "cache")
+    with pytest.raises(ValueError, match="needs the 1 earlier"):
+        build_method("non-bc").fit_version(1, ctx, [])
+    with pytest.raises(ValueError, match="lam"):
+        build_method("bc-aligner", lam=-1).fit_version(0, ctx, [])

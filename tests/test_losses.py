@@ -1,0 +1,48 @@
+import torch
+import torch.nn.functional as F
+
+from bcemb.losses import bpr_loss, multi_step_alignment, single_step_alignment
+from bcemb.transforms import LinearTransform
+
+
+def test_single_step_is_mse(seed):
+    torch.manual_seed(seed)
+    b = LinearTransform(6, 4)
+    z_k, z_prev = torch.randn(10, 6), torch.randn(10, 4)
+    assert torch.allclose(single_step_alignment(z_k, z_prev, b), ((z_k @ b.weight.T - z_prev) ** 2).mean())
+
+
+def test_multi_step_equals_explicit_sum(seed):
+    torch.manual_seed(seed)
+    dims = [3, 5, 4, 6]  # D_0..D_3
+    prev = [LinearTransform(dims[i], dims[i - 1]) for i in range(1, 3)]  # B_1, B_2
+    b_k = LinearTransform(dims[3], dims[2])  # B_3
+    z_k, z_prev = torch.randn(9, dims[3]), torch.randn(9, dims[2])
+    k = 3
+    delta = z_k @ b_k.weight.T - z_prev
+    terms = []
+    for j in range(k):  # j = 0..k-1: W_{j+1} ... W_{k-1} delta
+        prod = torch.eye(dims[2])
+        for i in range(k - 1, j, -1):  # W_{k-1} first applied
+            prod = prev[i - 1].weight @ prod
+        terms.append(((delta @ prod.T) ** 2).mean())
+    expected = sum(terms) / k
+    assert torch.allclose(multi_step_alignment(z_k, z_prev, b_k, prev), expected, atol=1e-6)
+
+
+def test_multi_step_with_no_history_is_single_step(seed):
+    torch.manual_seed(seed)
+    b = LinearTransform(5, 3)
+    z_k, z_prev = torch.randn(4, 5), torch.randn(4, 3)
+    assert torch.allclose(multi_step_alignment(z_k, z_prev, b, []), single_step_alignment(z_k, z_prev, b))
+
+
+def test_bpr_loss_matches_formula(seed):
+    torch.manual_seed(seed)
+    u, p, n = torch.randn(8, 4), torch.randn(8, 4), torch.randn(8, 4)
+    expected = F.softplus((u * n).sum(1) - (u * p).sum(1)).mean() + 0.01 * (
+        u.pow(2).sum() + p.pow(2).sum() + n.pow(2).sum()
+    ) / 16
+    assert torch.allclose(bpr_loss(u, p, n, weight_decay=0.01), expected)
+    # A perfect ranking has a lower loss than a reversed one.
+    assert bpr_loss(u, u, -u, weight_decay=0) < bpr_loss(u, -u, u, weight_decay=0)

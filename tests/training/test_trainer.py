@@ -1,0 +1,21 @@
+import torch
+
+from bcemb.models import SageEncoder
+from bcemb.training import evaluate_model, train_model
+from cases import tiny_context
+
+
+def test_trained_model_ranks_clearly_better_than_random(toy_graph, seed):
+    data, ctx = tiny_context(toy_graph, seed=seed)
+    v0 = data.version(0)
+    torch.manual_seed(seed)
+    model = SageEncoder(ctx.sage_config(2))
+    random_recall = evaluate_model(model, v0, (20,))[20]
+    ctx.config.epochs, ctx.config.eval_every = 12, 4
+    out = train_model(model, v0, ctx.config, generator=torch.Generator().manual_seed(seed))
+    assert out.recall[20] == evaluate_model(model, v0, (10, 20, 50))[20]  # best epoch restored
+    # Chance level of Recall@20 over ~120 items is about 20/120.
+    n_items = v0.train_graph.num_items
+    assert out.recall[20] > 1.5 * 20 / n_items
+    assert out.recall[20] > random_recall
+    assert [row["epoch"] for row in out.curve] == [4, 8, 12]
