@@ -144,7 +144,7 @@ def step_flops(
     nnz: int,
     layers: int,
     dim: int,
-    batch: int,
+    batch: float,
     feature_entries: int,
     params: int,
     align_dims: Sequence[int] = (),
@@ -266,11 +266,11 @@ def time_training(
             z_prev = torch.cat([prev_user[user], prev_item[pos], prev_item[neg]])
             a = multi_step_alignment(z_k, z_prev, transform, older)
             loss = loss + 1.0 * a
-            float(a)
+            a.detach().item()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        float(loss)
+        loss.detach().item()  # train_model's float(loss): waits for the step
 
     i = 0
     warm_start = time.perf_counter()
@@ -446,7 +446,9 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
                     )
                     total, dense, sparse = step_flops(
                         nodes=g.num_nodes, nnz=g.mean_adj._nnz(), layers=layers, dim=dim,
-                        batch=batch, feature_entries=feature_entries, params=n_params,
+                        # the mean batch of an epoch (its last batch is partial)
+                        batch=len(data.train_user) / math.ceil(len(data.train_user) / batch),
+                        feature_entries=feature_entries, params=n_params,
                         align_dims=[d for _, d in sizes[: k + 1]] if align else (),
                     )
                     row = Row(
