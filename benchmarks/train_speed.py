@@ -37,13 +37,16 @@ dimension, ``B`` the batch, ``F`` item-feature entries, ``P`` trainable paramete
 In total ``~ L * (12*N*D^2 + 4*M*D + 30*N*D) + small terms``: the dense products dominate
 (``12*N*D^2`` against ``4*M*D``: at ``D = 256`` and ``M/N ~ 11`` the dense part is ~70x the
 sparse one). The "est. dense/sparse s" columns of the second table divide those two FLOP
-counts by the measured kernel rates; "other" is what is left of the step (element-wise ops,
-autograd, the optimiser, indexing, allocation).
+counts by the measured kernel rates (two thirds of the dense FLOPs at the ``[N, D] x [D, D]``
+rate, the weight gradients' third at the ``[D, N] x [N, D]`` rate); "other" is what is left
+of the fastest step (element-wise ops, autograd, the optimiser, indexing, allocation).
 
 The ``musical`` graph comes from :func:`bcemb.data.datasets.synthetic.make_synthetic`
-(about 15 s to generate, plus a few seconds per version to build). Timings are medians; the
-machine's cores may be shared with other jobs, which makes every number noisy: rerun, or
-compare rows from the same run only.
+(2 to 15 s to generate, plus a few seconds per version to build). s/step and s/epoch are
+medians; the GFLOP/s rates use the fastest repetition (step or kernel), the one least
+disturbed by other jobs. When other jobs share the machine's cores every number is noisy:
+rerun, or compare rows from the same run only; on a loaded machine ``--threads 1`` is
+usually faster and steadier than several threads that wait on each other at every op.
 
 Usage::
 
@@ -103,11 +106,13 @@ class Row:
     align: bool
     steps_timed: int
     s_step: float
+    s_step_best: float
     s_sample: float
     flops: float
     dense_flops: float
     sparse_flops: float
     mm_gflops: float
+    wgrad_gflops: float
     spmm_gflops: float
 
     @property
@@ -124,11 +129,12 @@ class Row:
 
     @property
     def step_gflops(self) -> float:
-        return self.flops / self.s_step / 1e9
+        return self.flops / self.s_step_best / 1e9
 
     @property
     def est_dense_s(self) -> float:
-        return self.dense_flops / (self.mm_gflops * 1e9)
+        # 2/3 of the dense FLOPs are [N,D]x[D,D] products, 1/3 weight gradients [D,N]x[N,D]
+        return self.dense_flops * (2 / 3 / self.mm_gflops + 1 / 3 / self.wgrad_gflops) / 1e9
 
     @property
     def est_sparse_s(self) -> float:
@@ -178,8 +184,10 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _median_time(fn: Callable[[], object], device: torch.device, *, reps: int, budget_s: float) -> float:
-    """Median seconds of ``fn`` over up to ``reps`` calls (fewer if ``budget_s`` runs out)."""
+def _times(
+    fn: Callable[[], object], device: torch.device, *, reps: int, budget_s: float
+) -> list[float]:
+    """Seconds of ``reps`` calls of ``fn`` after a warm-up (at least 3, until ``budget_s``)."""
     fn()  # warm-up
     _sync(device)
     times: list[float] = []
@@ -189,19 +197,27 @@ def _median_time(fn: Callable[[], object], device: torch.device, *, reps: int, b
         fn()
         _sync(device)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
 
 
-def kernel_rates(graph: GraphInput, dim: int, device: torch.device) -> tuple[float, float]:
-    """Dense ``[N, D] x [D, D]`` and sparse ``D^-1 A @ [N, D]`` GFLOP/s on this graph's shapes."""
+def kernel_rates(graph: GraphInput, dim: int, device: torch.device) -> tuple[float, float, float]:
+    """GFLOP/s of the step's kernels on this graph's shapes, best of several repetitions.
+
+    Returns the rates of ``torch.mm`` ``[N, D] x [D, D]`` (a layer's forward product and its
+    input gradient), ``[D, N] x [N, D]`` (the weight gradient), and the sparse mean
+    aggregation ``D^-1 A @ [N, D]``. The fastest repetition is the one least disturbed by
+    other jobs, so these approximate what the machine can do.
+    """
     n = graph.num_nodes
     gen = torch.Generator(device="cpu").manual_seed(0)
     x = torch.randn(n, dim, generator=gen).to(device)
     w = torch.randn(dim, dim, generator=gen).to(device)
-    t_mm = _median_time(lambda: torch.mm(x, w), device, reps=20, budget_s=1.0)
-    t_sp = _median_time(lambda: graph.mean_adj @ x, device, reps=20, budget_s=1.0)
-    nnz = graph.mean_adj._nnz()
-    return 2 * n * dim * dim / t_mm / 1e9, 2 * nnz * dim / t_sp / 1e9
+    xt = x.t()
+    t_mm = min(_times(lambda: torch.mm(x, w), device, reps=20, budget_s=1.0))
+    t_wg = min(_times(lambda: torch.mm(xt, x), device, reps=20, budget_s=1.0))
+    t_sp = min(_times(lambda: graph.mean_adj @ x, device, reps=20, budget_s=1.0))
+    dense = 2 * n * dim * dim / 1e9
+    return dense / t_mm, dense / t_wg, 2 * graph.mean_adj._nnz() * dim / 1e9 / t_sp
 
 
 def time_training(
@@ -219,10 +235,10 @@ def time_training(
     with_alignment: bool,
     device: torch.device,
     seed: int = 0,
-) -> tuple[float, int, float, int]:
+) -> tuple[list[float], float, int]:
     """Time the training step of ``train_model`` on version ``k``.
 
-    Returns ``(median s/step, steps timed, s of one epoch's BPR sampling, parameters)``.
+    Returns ``(seconds of each timed step, s of one epoch's BPR sampling, parameters)``.
     """
     layers, dim = sizes[k]
     torch.manual_seed(seed)
@@ -233,9 +249,11 @@ def time_training(
     if with_alignment and k >= 1:
         prev_dim = sizes[k - 1][1]
         transform = LinearTransform(dim, prev_dim).to(device)
+        # Frozen B_1 .. B_{k-1}, oldest first as multi_step_alignment expects.
         older: list[BackwardTransform] = [
-            LinearTransform(sizes[j][1], sizes[j - 1][1]).frozen_copy().to(device) for j in range(k - 1, 0, -1)
-        ][::-1]  # oldest first, as multi_step_alignment expects
+            LinearTransform(sizes[j][1], sizes[j - 1][1]).frozen_copy().to(device)
+            for j in range(1, k)
+        ]
         g = data.train_graph
         prev_user = torch.randn(g.num_users, prev_dim, device=device)  # frozen M_{k-1} output
         prev_item = torch.randn(g.num_items, prev_dim, device=device)
@@ -293,7 +311,7 @@ def time_training(
         times.append(time.perf_counter() - t)
         i += 1
     n_params = sum(p.numel() for p in params if p.requires_grad)
-    return statistics.median(times), n_steps, s_sample, n_params
+    return times, s_sample, n_params
 
 
 # --------------------------------------------------------------------------- driver
@@ -345,13 +363,14 @@ SPLIT_COLS = [
     ("sizes", 6, lambda r: r.sizes),
     ("k", 2, lambda r: str(r.k)),
     ("align", 6, lambda r: "yes" if r.align else "no"),
-    ("s/step", 8, lambda r: f"{r.s_step:.3f}"),
+    ("best s/step", 12, lambda r: f"{r.s_step_best:.3f}"),
+    ("wgrad GFLOP/s", 14, lambda r: f"{r.wgrad_gflops:.1f}"),
     ("spmm GFLOP/s", 13, lambda r: f"{r.spmm_gflops:.1f}"),
     ("est. dense s", 13, lambda r: f"{r.est_dense_s:.3f}"),
     ("est. sparse s", 14, lambda r: f"{r.est_sparse_s:.3f}"),
-    ("other s", 8, lambda r: f"{r.s_step - r.est_dense_s - r.est_sparse_s:.3f}"),
-    ("dense %", 8, lambda r: f"{100 * r.est_dense_s / r.s_step:.0f}"),
-    ("sparse %", 9, lambda r: f"{100 * r.est_sparse_s / r.s_step:.0f}"),
+    ("other s", 8, lambda r: f"{r.s_step_best - r.est_dense_s - r.est_sparse_s:.3f}"),
+    ("dense %", 8, lambda r: f"{100 * r.est_dense_s / r.s_step_best:.0f}"),
+    ("sparse %", 9, lambda r: f"{100 * r.est_sparse_s / r.s_step_best:.0f}"),
     ("sampling s/epoch", 17, lambda r: f"{r.s_sample:.3f}"),
 ]
 
@@ -377,8 +396,8 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     parser.add_argument("--steps", type=int, default=10, help="timed steps per size (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
     parser.add_argument(
-        "--row-budget", type=float, default=20.0,
-        help="seconds of timed steps per row; slower sizes time fewer steps, at least 2 (default 20)",
+        "--row-budget", type=float, default=15.0,
+        help="seconds of timed steps per row; slower sizes time fewer, at least 2 (default 15)",
     )
     parser.add_argument(
         "--with-alignment", action="store_true",
@@ -387,7 +406,8 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument(
-        "--versions", type=_parse_ints, default=None, help="comma-separated k to time (default: all)"
+        "--versions", type=_parse_ints, default=None,
+        help="comma-separated k to time (default: all)"
     )
     parser.add_argument(
         "--synthetic-size", type=_parse_triple, default=MUSICAL_SIZE,
@@ -413,6 +433,12 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         "Timings are medians and noisy when other jobs share the machine's cores; "
         "compare rows of one run only."
     )
+    if device.type == "cpu" and load0 >= (os.cpu_count() or 1) and torch.get_num_threads() > 1:
+        print(
+            f"Note: the load average ({load0:.1f}) is at least the CPU count; with other jobs on "
+            "the cores, several torch threads wait on each other at every op: --threads 1 may be "
+            "faster and steadier."
+        )
     sys.stdout.flush()
 
     rows: list[Row] = []
@@ -429,16 +455,18 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         for k in versions:
             data = exp.version(k).to(device)
             g = data.train_graph
-            feature_entries = sum(int(grp.offsets[g.num_items]) for grp in graph.item_features.values())
+            feature_entries = sum(
+                int(grp.offsets[g.num_items]) for grp in graph.item_features.values()
+            )
             for label in tables:
                 _, table_key, profile = SIZE_CHOICES[label]
                 sizes = SIZE_TABLES[table_key]
                 train_cfg = PROFILES[profile]["train"]
                 batch = args.batch_size or train_cfg.batch_size
                 layers, dim = sizes[k]
-                mm, spmm = kernel_rates(g, dim, device)
+                mm, wgrad, spmm = kernel_rates(g, dim, device)
                 for align in [False, True] if args.with_alignment and k >= 1 else [False]:
-                    s_step, n_timed, s_sample, n_params = time_training(
+                    times, s_sample, n_params = time_training(
                         data, exp.feature_sizes, sizes, k,
                         batch_size=batch, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay,
                         steps=args.steps, warmup=args.warmup, row_budget_s=args.row_budget,
@@ -454,14 +482,16 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
                     row = Row(
                         dataset=name, sizes=label, k=k, layers=layers, dim=dim,
                         nodes=g.num_nodes, nnz=g.mean_adj._nnz(), train_edges=len(data.train_user),
-                        batch=batch, align=align, steps_timed=n_timed, s_step=s_step,
+                        batch=batch, align=align, steps_timed=len(times),
+                        s_step=statistics.median(times),
+                        s_step_best=min(times),
                         s_sample=s_sample, flops=total, dense_flops=dense, sparse_flops=sparse,
-                        mm_gflops=mm, spmm_gflops=spmm,
+                        mm_gflops=mm, wgrad_gflops=wgrad, spmm_gflops=spmm,
                     )
                     rows.append(row)
                     print(
                         f"  {name} {label} k={k} align={'yes' if align else 'no'}: "
-                        f"{row.s_step:.3f} s/step ({n_timed} timed), {row.s_epoch:.1f} s/epoch, "
+                        f"{row.s_step:.3f} s/step ({len(times)} timed), {row.s_epoch:.1f} s/epoch, "
                         f"{row.step_gflops:.1f} GFLOP/s vs matmul {mm:.1f}",
                         flush=True,
                     )
@@ -471,12 +501,18 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     print(
         f"Training step: full-graph forward + BPR (+ alignment) + backward + Adam. "
         f"s/epoch = steps/epoch x s/step + one epoch's BPR sampling; "
-        f"est. {PAPER_EPOCHS} epochs excludes validation. ratio = step GFLOP/s / matmul GFLOP/s "
-        f"(torch.mm [N,D]x[D,D] in this run)."
+        f"est. {PAPER_EPOCHS} epochs excludes validation. s/step is the median step; "
+        f"step GFLOP/s uses "
+        f"the fastest step and matmul GFLOP/s the fastest torch.mm [N,D]x[D,D] of this run (the "
+        f"repetitions least disturbed by other jobs); ratio = step GFLOP/s / matmul GFLOP/s."
     )
     print(_table(rows, MAIN_COLS))
     print()
-    print("Where the step's time goes (FLOPs / measured kernel rate; other = the rest):")
+    print(
+        "Where the fastest step's time goes: FLOPs / best measured kernel rate "
+        "(dense: [N,D]x[D,D] and the weight gradient [D,N]x[N,D]; sparse: D^-1 A @ [N,D]); "
+        "other = the rest (element-wise, autograd, Adam, indexing)."
+    )
     print(_table(rows, SPLIT_COLS))
     print(
         f"\nload average {load1:.2f} at end ({os.cpu_count()} CPUs): "

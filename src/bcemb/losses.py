@@ -58,11 +58,17 @@ def multi_step_alignment(
         z_k: ``[N, D_k]``, z_prev: ``[N, D_{k-1}]`` -> scalar.
     """
     delta = transform(z_k) - z_prev
-    terms = [delta.pow(2).mean()]
+    # Each term is mean_x ||M_j delta||^2 / D_j with M_j = W_{j+1} ... W_{k-1} fixed, so the
+    # sum is the quadratic form delta^T Q delta with Q = 1/k sum_j M_j^T M_j / D_j: one
+    # [N, D] x [D, D] product instead of k-1 chained ones over the batch.
+    d = delta.shape[1]
+    m = torch.eye(d, dtype=delta.dtype, device=delta.device)
+    q = m / d
     for older in reversed(list(previous)):  # B_{k-1}, then B_{k-2}, ..., B_1
-        delta = older(delta)
-        terms.append(delta.pow(2).mean())
-    return torch.stack(terms).mean()
+        m = older.matrix().detach().to(delta) @ m
+        q = q + m.T @ m / m.shape[0]
+    q = q / (len(previous) + 1)
+    return ((delta @ q) * delta).sum(dim=1).mean()
 
 
 ALIGNMENT_LOSSES = {"single": single_step_alignment, "multi": multi_step_alignment}
