@@ -66,7 +66,9 @@ def test_all_ties_keep_input_order_exactly() -> None:
 
 
 def test_reversed_times_reverse_the_log() -> None:
-    g = EvolvingGraph.from_log(["a", "b", "c", "a"], ["x", "y", "x", "z"], [1, 2, 3, 4], [40, 30, 20, 10])
+    g = EvolvingGraph.from_log(
+        ["a", "b", "c", "a"], ["x", "y", "x", "z"], [1, 2, 3, 4], [40, 30, 20, 10]
+    )
     np.testing.assert_array_equal(g.timestamp, [10, 20, 30, 40])
     assert g.user_ids.tolist() == ["a", "c", "b"]
     assert g.user.tolist() == [0, 1, 2, 0]
@@ -120,7 +122,9 @@ def test_features_min_count_duplicates_and_missing_items() -> None:
         },
         "brand": {"A": ["acme"], "B": ["acme"], "C": ["solo"]},
     }
-    g = EvolvingGraph.from_log(users, items, [5] * 5, [0, 1, 2, 3, 4], item_features=feats, min_feature_count=2)
+    g = EvolvingGraph.from_log(
+        users, items, [5] * 5, [0, 1, 2, 3, 4], item_features=feats, min_feature_count=2
+    )
     genre, brand = g.item_features["genre"], g.item_features["brand"]
     assert genre.vocab == ("y",)  # y on A, B, D; x, z and w on one item each
     assert brand.vocab == ("acme",)

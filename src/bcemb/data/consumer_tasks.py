@@ -156,13 +156,18 @@ class ConsumerTasks:
         e_u = s.num_edges(until)
         enough = np.bincount(g.item[:e_k], minlength=n)[:n] >= self.min_item_ratings
         item, r = g.item[:e_u], g.rating[:e_u].astype(np.float64)
-        cnt = np.bincount(item, minlength=n)[:n].astype(np.float64)
-        tot = np.bincount(item, weights=r, minlength=n)[:n]
-        sq = np.bincount(item, weights=r * r, minlength=n)[:n]
+        keep = item < n
+        item, r = item[keep], r[keep]
+        cnt = np.bincount(item, minlength=n).astype(np.float64)
+        tot = np.bincount(item, weights=r, minlength=n)
+        sq = np.bincount(item, weights=r * r, minlength=n)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = tot / cnt
-            var = (sq - cnt * mean * mean) / (cnt - 1)
-        return mean, np.sqrt(np.clip(var, 0.0, None)), enough
+            # (n sum r^2 - (sum r)^2) / (n (n - 1)) is exact for integer ratings (all sums are
+            # integers below 2^53), so a standard deviation of exactly 1 is labelled positive;
+            # the textbook one-pass form loses the last bit there.
+            var = np.clip(cnt * sq - tot * tot, 0.0, None) / (cnt * (cnt - 1))
+        return mean, np.sqrt(var), enough
 
     def _item_task(self, k: int, until: int, *, std: bool) -> tuple[np.ndarray, np.ndarray]:
         mean, sd, enough = self._item_stats(k, until)

@@ -37,7 +37,8 @@ class BPRSampler:
         deg = torch.bincount(self.user).double()
         self.weights = 1.0 / deg[self.user]
         self._pos_keys = torch.unique(self.user * self.num_items + self.item)  # sorted
-        if bool((torch.bincount(self.user, minlength=1)[torch.unique(self.user)] >= self.num_items).any()):
+        distinct_per_user = torch.bincount(torch.div(self._pos_keys, self.num_items, rounding_mode="floor"))
+        if bool((distinct_per_user >= self.num_items).any()):
             raise ValueError("a user has interacted with every item: no negative exists")
 
     def __len__(self) -> int:
