@@ -40,8 +40,12 @@ def test_round_trip_with_features(graph: EvolvingGraph, tmp_path: Path) -> None:
 
 def test_round_trip_string_ids_and_float_times(tmp_path: Path) -> None:
     g = EvolvingGraph.from_log(
-        ["ann", "bob", "ann", "cy"], ["x", "y", "y", "x"], [5, 4, 3, 1], [1.5, 2.0, 2.5, 3.0],
-        item_features={"brand": {"x": ["acme"], "y": []}}, name="strings",
+        ["ann", "bob", "ann", "cy"],
+        ["x", "y", "y", "x"],
+        [5, 4, 3, 1],
+        [1.5, 2.0, 2.5, 3.0],
+        item_features={"brand": {"x": ["acme"], "y": []}},
+        name="strings",
     )
     save_graph(g, tmp_path / "g")
     back = load_graph(tmp_path / "g")
@@ -60,7 +64,9 @@ def test_overwrite_is_atomic_and_optional(graph: EvolvingGraph, tmp_path: Path) 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g"], "no temporary folders are left"
 
 
-def test_failed_write_leaves_previous_folder(graph: EvolvingGraph, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_write_leaves_previous_folder(
+    graph: EvolvingGraph, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     save_graph(graph, tmp_path / "g")
     import bcemb.data.io as gio
 
@@ -69,12 +75,23 @@ def test_failed_write_leaves_previous_folder(graph: EvolvingGraph, tmp_path: Pat
 
     monkeypatch.setattr(gio, "_write_tables", boom)
     with pytest.raises(OSError, match="disk full"):
-        save_graph(make_synthetic(num_users=30, num_items=30, num_edges=200, seed=2), tmp_path / "g")
+        save_graph(
+            make_synthetic(num_users=30, num_items=30, num_edges=200, seed=2), tmp_path / "g"
+        )
     assert_same(graph, load_graph(tmp_path / "g"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g"]
 
 
-@pytest.mark.parametrize("name", ["edges.parquet", "users.parquet", "items.parquet", "features/0.parquet", "features/1.vocab.json"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "edges.parquet",
+        "users.parquet",
+        "items.parquet",
+        "features/0.parquet",
+        "features/1.vocab.json",
+    ],
+)
 def test_flipped_byte_is_named(graph: EvolvingGraph, tmp_path: Path, name: str) -> None:
     save_graph(graph, tmp_path / "g")
     path = tmp_path / "g" / name
@@ -111,6 +128,8 @@ def test_corrupt_and_newer_metadata(graph: EvolvingGraph, tmp_path: Path) -> Non
 
 def test_inconsistent_tables_are_rejected(tmp_path: Path) -> None:
     g = EvolvingGraph.from_log([1, 2], [3, 4], [5, 5], [0, 1])
-    g.item_features["brand"] = make_synthetic(num_users=30, num_items=30, num_edges=200).item_features["brand"]
+    g.item_features["brand"] = make_synthetic(
+        num_users=30, num_items=30, num_edges=200
+    ).item_features["brand"]
     with pytest.raises(DataError, match="feature group 'brand' covers"):
         save_graph(g, tmp_path / "g")

@@ -33,7 +33,7 @@ from bcemb.data.graph import DataError, EvolvingGraph, FeatureGroup
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["GRAPH_FORMAT_VERSION", "save_graph", "load_graph"]
+__all__ = ["GRAPH_FORMAT_VERSION", "load_graph", "save_graph"]
 
 #: Bumped when the folder layout changes; a newer folder fails loudly on an older bcemb.
 GRAPH_FORMAT_VERSION = 1
@@ -126,7 +126,9 @@ def _check_graph(graph: EvolvingGraph) -> None:
     n = graph.num_edges
     for col in ("item", "rating", "timestamp"):
         if getattr(graph, col).shape[0] != n:
-            raise DataError(f"graph column {col!r} has {getattr(graph, col).shape[0]} rows, user has {n}")
+            raise DataError(
+                f"graph column {col!r} has {getattr(graph, col).shape[0]} rows, user has {n}"
+            )
     for name, group in graph.item_features.items():
         if group.num_items != graph.num_items:
             raise DataError(
@@ -176,7 +178,9 @@ def _write_tables(graph: EvolvingGraph, root: Path) -> None:
         "user_id_kind": _id_kind(graph.user_ids),
         "item_id_kind": _id_kind(graph.item_ids),
         "feature_groups": groups,
-        "files": {f: {"sha256": _sha256(root / f), "bytes": (root / f).stat().st_size} for f in files},
+        "files": {
+            f: {"sha256": _sha256(root / f), "bytes": (root / f).stat().st_size} for f in files
+        },
     }
     (root / _META).write_text(json.dumps(meta, indent=2) + "\n")
     _fsync(root / _META)
@@ -203,18 +207,35 @@ def load_graph(folder: str | Path, *, verify: bool = True) -> EvolvingGraph:
         if not path.is_file():
             raise DataError(f"missing file: {path}")
         if verify and _sha256(path) != entry.get("sha256"):
-            raise DataError(f"checksum mismatch: {path} is corrupt (its sha256 differs from {folder / _META})")
+            raise DataError(
+                f"checksum mismatch: {path} is corrupt (its sha256 differs from {folder / _META})"
+            )
     edges = _read_table(folder, "edges.parquet", files)
     user = _column(edges, "user", folder / "edges.parquet", np.int64)
     item = _column(edges, "item", folder / "edges.parquet", np.int64)
     rating = _column(edges, "rating", folder / "edges.parquet", np.float32)
     timestamp = _column(edges, "timestamp", folder / "edges.parquet", None)
-    user_ids = _ids(_read_table(folder, "users.parquet", files), folder / "users.parquet", meta["user_id_kind"])
-    item_ids = _ids(_read_table(folder, "items.parquet", files), folder / "items.parquet", meta["item_id_kind"])
-    if (len(user), len(user_ids), len(item_ids)) != (meta["num_edges"], meta["num_users"], meta["num_items"]):
+    user_ids = _ids(
+        _read_table(folder, "users.parquet", files), folder / "users.parquet", meta["user_id_kind"]
+    )
+    item_ids = _ids(
+        _read_table(folder, "items.parquet", files), folder / "items.parquet", meta["item_id_kind"]
+    )
+    if (len(user), len(user_ids), len(item_ids)) != (
+        meta["num_edges"],
+        meta["num_users"],
+        meta["num_items"],
+    ):
         raise DataError(f"{folder}: table sizes differ from those recorded in {_META}")
-    if len(user) and (user.min() < 0 or user.max() >= len(user_ids) or item.min() < 0 or item.max() >= len(item_ids)):
-        raise DataError(f"{folder / 'edges.parquet'}: an edge points outside the users or items tables")
+    if len(user) and (
+        user.min() < 0
+        or user.max() >= len(user_ids)
+        or item.min() < 0
+        or item.max() >= len(item_ids)
+    ):
+        raise DataError(
+            f"{folder / 'edges.parquet'}: an edge points outside the users or items tables"
+        )
     groups: dict[str, FeatureGroup] = {}
     for spec in meta["feature_groups"]:
         vocab_path = folder / spec["vocab"]
@@ -233,7 +254,9 @@ def load_graph(folder: str | Path, *, verify: bool = True) -> EvolvingGraph:
         if len(offsets) - 1 != len(item_ids):
             raise DataError(f"{bags_path}: {len(offsets) - 1} bags for {len(item_ids)} items")
         if len(indices) and (indices.min() < 0 or indices.max() >= len(vocab)):
-            raise DataError(f"{bags_path}: a feature index is outside the vocabulary of {len(vocab)}")
+            raise DataError(
+                f"{bags_path}: a feature index is outside the vocabulary of {len(vocab)}"
+            )
         groups[spec["name"]] = FeatureGroup(vocab=vocab, indices=indices, offsets=offsets)
     return EvolvingGraph(
         user=user,
@@ -254,7 +277,9 @@ def _read_meta(folder: Path) -> dict[str, Any]:
     try:
         meta = json.loads(path.read_text())
     except FileNotFoundError:
-        raise DataError(f"missing file: {path} (not a graph folder written by save_graph?)") from None
+        raise DataError(
+            f"missing file: {path} (not a graph folder written by save_graph?)"
+        ) from None
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DataError(f"corrupt graph metadata {path}: {err}") from err
     if not isinstance(meta, dict):
@@ -266,7 +291,15 @@ def _read_meta(folder: Path) -> dict[str, Any]:
         raise DataError(
             f"{path}: graph format {version} is newer than this bcemb reads ({GRAPH_FORMAT_VERSION}); upgrade bcemb"
         )
-    required = ("num_edges", "num_users", "num_items", "user_id_kind", "item_id_kind", "feature_groups", "files")
+    required = (
+        "num_edges",
+        "num_users",
+        "num_items",
+        "user_id_kind",
+        "item_id_kind",
+        "feature_groups",
+        "files",
+    )
     missing = [k for k in required if k not in meta]
     if missing:
         raise DataError(f"{path}: missing fields {missing}")

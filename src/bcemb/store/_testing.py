@@ -25,7 +25,7 @@ from bcemb.utils import write_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["tiny_graph", "plain_graph", "default_times", "write_fake_run"]
+__all__ = ["default_times", "plain_graph", "tiny_graph", "write_fake_run"]
 
 
 def tiny_graph(seed: int = 0) -> EvolvingGraph:
@@ -100,10 +100,17 @@ def write_fake_run(
     slices = TimeSlices(graph, times)
     feature_sizes = {name: len(g.vocab) for name, g in graph.item_features.items()}
     save_graph(graph, run / "graph")
-    write_json(run / "config.json", {
-        "method": "bc-aligner", "lam": 16.0, "dataset": graph.name, "times": list(times), "seed": seed,
-        "sizes": [[layer, d] for layer, d in zip(layers, dims, strict=True)],
-    })
+    write_json(
+        run / "config.json",
+        {
+            "method": "bc-aligner",
+            "lam": 16.0,
+            "dataset": graph.name,
+            "times": list(times),
+            "seed": seed,
+            "sizes": [[layer, d] for layer, d in zip(layers, dims, strict=True)],
+        },
+    )
     transforms: list[LinearTransform] = []
     embeddings: list[tuple[torch.Tensor, torch.Tensor]] = []
     for k in range(upto + 1):
@@ -117,7 +124,10 @@ def write_fake_run(
             items = torch.randn(split.num_items, dims[k], generator=gen)
         else:
             graph_input = GraphInput.build(
-                graph, np.arange(slices.num_edges(k)), num_users=split.num_users, num_items=split.num_items
+                graph,
+                np.arange(slices.num_edges(k)),
+                num_users=split.num_users,
+                num_items=split.num_items,
             )
             with torch.no_grad():
                 users, items = model(graph_input)
@@ -137,7 +147,10 @@ def write_fake_run(
             embeddings[k] = (chain.apply(top_u, k)[: len(u)], chain.apply(top_i, k)[: len(i)])
     for k, (users, items) in enumerate(embeddings):
         vdir = run / f"version_{k}"
-        save_file({"user_emb": users.contiguous(), "item_emb": items.contiguous()}, vdir / "embeddings.safetensors")
+        save_file(
+            {"user_emb": users.contiguous(), "item_emb": items.contiguous()},
+            vdir / "embeddings.safetensors",
+        )
         write_json(vdir / "metrics.json", {"k": k, "recall": {"50": 0.0}})
         write_json(vdir / "done.json", {"k": k})
     return run

@@ -29,7 +29,9 @@ app = typer.Typer(
 )
 
 StoreOpt = Annotated[Path, typer.Option("--store", "-s", help="Store directory.")]
-VersionOpt = Annotated[int | None, typer.Option("--version", "-v", help="Target version j (default: latest).")]
+VersionOpt = Annotated[
+    int | None, typer.Option("--version", "-v", help="Target version j (default: latest).")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -38,7 +40,16 @@ def _errors() -> Iterator[None]:
     """Turn library errors into a message and exit status 1."""
     try:
         yield
-    except (StoreError, DataError, ValueError, KeyError, FileExistsError, FileNotFoundError, ImportError) as err:
+    except (
+        StoreError,
+        DataError,
+        ValueError,
+        TypeError,
+        KeyError,
+        FileExistsError,
+        FileNotFoundError,
+        ImportError,
+    ) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         typer.echo(f"error: {msg}", err=True)
         raise typer.Exit(1) from None
@@ -55,27 +66,45 @@ def _size(n: float) -> str:
 def _table(rows: list[list[Any]], header: list[str]) -> str:
     cells = [header] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells
+    )
 
 
 @app.command()
 def publish(
-    run: Annotated[Path, typer.Argument(help="Training-run folder (config.json, graph/, version_<k>/).")],
+    run: Annotated[
+        Path, typer.Argument(help="Training-run folder (config.json, graph/, version_<k>/).")
+    ],
     store: StoreOpt,
-    keep_all: Annotated[bool, typer.Option("--keep-all", help="Keep every version's embeddings and model.")] = False,
-    probe_fraction: Annotated[float, typer.Option(help="Share of nodes kept as probes per version.")] = 0.01,
+    keep_all: Annotated[
+        bool, typer.Option("--keep-all", help="Keep every version's embeddings and model.")
+    ] = False,
+    probe_fraction: Annotated[
+        float, typer.Option(help="Share of nodes kept as probes per version.")
+    ] = 0.01,
     min_probes: Annotated[int, typer.Option(help="At least this many probes per version.")] = 256,
-    rows_per_part: Annotated[int, typer.Option(help="Rows per stored Parquet partition.")] = 131_072,
+    rows_per_part: Annotated[
+        int, typer.Option(help="Rows per stored Parquet partition.")
+    ] = 131_072,
     seed: Annotated[int, typer.Option(help="Seed of the probe sampling.")] = 0,
-    check_model: Annotated[bool, typer.Option(help="Check that the model reproduces the embeddings.")] = True,
+    check_model: Annotated[
+        bool, typer.Option(help="Check that the model reproduces the embeddings.")
+    ] = True,
 ) -> None:
     """Publish the run's latest finished version (and its history into an empty store)."""
     from bcemb.store.publish import publish as _publish
 
     with _errors():
         m = _publish(
-            run, store, keep_all=keep_all, probe_fraction=probe_fraction, min_probes=min_probes,
-            rows_per_part=rows_per_part, seed=seed, check_model=check_model,
+            run,
+            store,
+            keep_all=keep_all,
+            probe_fraction=probe_fraction,
+            min_probes=min_probes,
+            rows_per_part=rows_per_part,
+            seed=seed,
+            check_model=check_model,
         )
     typer.echo(f"published version {m.latest} of {run} to {store} ({m.name})")
 
@@ -89,15 +118,46 @@ def ls(store: StoreOpt, as_json: JsonOpt = False) -> None:
         s = EmbeddingStore(store, verify=False)
     rows = s.describe()
     if as_json:
-        typer.echo(json.dumps({"latest": s.latest, "manifest": s.manifest.name, "versions": rows}, indent=1))
+        typer.echo(
+            json.dumps(
+                {"latest": s.latest, "manifest": s.manifest.name, "versions": rows}, indent=1
+            )
+        )
         return
     table = [
-        [f"{r['version']}{'*' if r['version'] == s.latest else ''}", r["parent"] if r["parent"] is not None else "-",
-         r["dim"], r["transform"] or "-", r["embeddings"], r["model"], r["num_probes"], r["method"], r["created"]]
+        [
+            f"{r['version']}{'*' if r['version'] == s.latest else ''}",
+            r["parent"] if r["parent"] is not None else "-",
+            r["dim"],
+            r["transform"] or "-",
+            r["embeddings"],
+            r["model"],
+            r["num_probes"],
+            r["method"],
+            r["created"],
+        ]
         for r in rows
     ]
-    typer.echo(_table(table, ["version", "parent", "dim", "transform", "embeddings", "model", "probes", "method", "created"]))
-    typer.echo(f"{store}: latest version {s.latest} (*), {s.num_nodes('user')} users, {s.num_nodes('item')} items, {s.manifest.name}")
+    typer.echo(
+        _table(
+            table,
+            [
+                "version",
+                "parent",
+                "dim",
+                "transform",
+                "embeddings",
+                "model",
+                "probes",
+                "method",
+                "created",
+            ],
+        )
+    )
+    typer.echo(
+        f"{store}: latest version {s.latest} (*), {s.num_nodes('user')} users, "
+        f"{s.num_nodes('item')} items, {s.manifest.name}"
+    )
 
 
 @app.command()
@@ -106,7 +166,10 @@ def get(
     store: StoreOpt,
     version: VersionOpt = None,
     kind: Annotated[str, typer.Option("--kind", "-k", help="user or item.")] = "user",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write .json or .parquet here instead of stdout.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write .json or .parquet here instead of stdout."),
+    ] = None,
 ) -> None:
     """Print (or write) ver-j compatible embeddings of stored nodes."""
     from bcemb.store import io as sio
@@ -138,16 +201,28 @@ def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder of Parquet partitions.")],
     version: VersionOpt = None,
     engine: Annotated[str, typer.Option(help="single or dask.")] = "single",
-    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address (default: a local cluster).")] = None,
-    workers: Annotated[int | None, typer.Option(help="Threads (single) or local Dask workers.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")] = False,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Dask scheduler address (default: a local cluster).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Threads (single) or local Dask workers.")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing output folder.")
+    ] = False,
 ) -> None:
     """Export every stored node's ver-j compatible embeddings as Parquet."""
     from bcemb.store.export import export_embeddings
 
     with _errors():
         r = export_embeddings(
-            store, out, version=version, engine=engine, scheduler=scheduler, workers=workers, overwrite=overwrite
+            store,
+            out,
+            version=version,
+            engine=engine,
+            scheduler=scheduler,
+            workers=workers,
+            overwrite=overwrite,
         )
     typer.echo(
         f"wrote {r.rows} rows of version {r.version} (dim {r.dim}) to {r.path} in {r.parts} parts "
@@ -159,7 +234,8 @@ def export(
 def check(
     store: StoreOpt,
     fail_above: Annotated[
-        float | None, typer.Option(help="Exit 1 when an older version's mean alignment error exceeds this.")
+        float | None,
+        typer.Option(help="Exit 1 when an older version's mean alignment error exceeds this."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -169,20 +245,41 @@ def check(
     with _errors():
         report = EmbeddingStore(store, verify=False).check()
     too_high = [
-        v.version for v in report.versions
+        v.version
+        for v in report.versions
         if fail_above is not None and v.version < report.latest and not v.mean_error <= fail_above
     ]
     if as_json:
-        typer.echo(json.dumps({
-            "manifest": report.manifest, "latest": report.latest, "ok": report.ok, "problems": list(report.problems),
-            "model_check": report.model_check, "versions": [v.__dict__ for v in report.versions],
-        }, indent=1))
+        typer.echo(
+            json.dumps(
+                {
+                    "manifest": report.manifest,
+                    "latest": report.latest,
+                    "ok": report.ok,
+                    "problems": list(report.problems),
+                    "model_check": report.model_check,
+                    "versions": [v.__dict__ for v in report.versions],
+                },
+                indent=1,
+            )
+        )
     else:
-        rows = [[v.version, v.dim, v.num_probes, f"{v.mean_error:.4g}", f"{v.max_error:.4g}", f"{v.relative_error:.3%}"]
-                for v in report.versions]
+        rows = [
+            [
+                v.version,
+                v.dim,
+                v.num_probes,
+                f"{v.mean_error:.4g}",
+                f"{v.max_error:.4g}",
+                f"{v.relative_error:.3%}",
+            ]
+            for v in report.versions
+        ]
         typer.echo(_table(rows, ["version", "dim", "probes", "mean L2", "max L2", "relative"]))
         if report.model_check is not None and not report.model_check.get("ok", True):
-            typer.echo(f"warning: the latest model does not reproduce its embeddings ({report.model_check})")
+            typer.echo(
+                f"warning: the latest model does not reproduce its embeddings ({report.model_check})"
+            )
         for p in report.problems:
             typer.echo(f"problem: {p}", err=True)
         typer.echo(
@@ -203,12 +300,21 @@ def usage(store: StoreOpt, as_json: JsonOpt = False) -> None:
     with _errors():
         u = EmbeddingStore(store, verify=False).usage()
     if as_json:
-        typer.echo(json.dumps({**u.__dict__, "versions": [v.__dict__ for v in u.versions], "saving": u.saving}, indent=1))
+        typer.echo(
+            json.dumps(
+                {**u.__dict__, "versions": [v.__dict__ for v in u.versions], "saving": u.saving},
+                indent=1,
+            )
+        )
         return
     rows = [
-        [v.version, _size(v.transform_bytes), _size(v.probe_bytes),
-         _size(v.embedding_bytes) + ("" if v.embeddings_kept else " (retired, est.)"),
-         _size(v.model_bytes) + ("" if v.model_kept else " (retired)")]
+        [
+            v.version,
+            _size(v.transform_bytes),
+            _size(v.probe_bytes),
+            _size(v.embedding_bytes) + ("" if v.embeddings_kept else " (retired, est.)"),
+            _size(v.model_bytes) + ("" if v.model_kept else " (retired)"),
+        ]
         for v in u.versions
     ]
     typer.echo(_table(rows, ["version", "transform", "probes", "embeddings", "model"]))
@@ -221,7 +327,9 @@ def usage(store: StoreOpt, as_json: JsonOpt = False) -> None:
 @app.command()
 def retire(
     store: StoreOpt,
-    version: Annotated[int, typer.Option("--version", "-v", help="Older version whose embeddings to drop.")],
+    version: Annotated[
+        int, typer.Option("--version", "-v", help="Older version whose embeddings to drop.")
+    ],
 ) -> None:
     """Remove an older version's embeddings and model (its transform and probes stay)."""
     from bcemb.store.publish import retire as _retire

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
-    "StoreError",
     "IntegrityError",
-    "StoreFormatError",
-    "UnknownVersionError",
-    "UnknownIdsError",
     "PublishError",
+    "StoreError",
+    "StoreFormatError",
+    "UnknownIdsError",
+    "UnknownVersionError",
 ]
 
 

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
 from bcemb.models.io import load_transform
@@ -113,13 +112,12 @@ def export_part(task: _Task) -> tuple[int, str]:
     table = sio.read_table(src)
     z = sio.table_vectors(table, src)
     out = z if matrix is None else z @ matrix.T
-    flat = pa.array(np.ascontiguousarray(out, dtype=np.float32).reshape(-1))
-    result = table.select(["kind", "id"]).append_column(
-        "embedding", pa.FixedSizeListArray.from_arrays(flat, out.shape[1])
+    result = sio.embedding_table(
+        table.column("kind").combine_chunks(), table.column("id").combine_chunks(), out
     )
     meta = {"bcemb.version": str(task.version), "bcemb.manifest": task.manifest}
     dst = Path(task.out)
-    sio.write_table(dst, result.replace_schema_metadata(None), meta)
+    sio.write_table(dst, result, meta)
     return result.num_rows, sio.sha256_file(dst)
 
 
@@ -137,18 +135,28 @@ def _run_single(tasks: Sequence[_Task], workers: int | None) -> list[tuple[int, 
         return list(pool.map(export_part, tasks))
 
 
-def _run_dask(tasks: Sequence[_Task], scheduler: str | None, workers: int | None) -> list[tuple[int, str]]:
+def _run_dask(
+    tasks: Sequence[_Task], scheduler: str | None, workers: int | None
+) -> list[tuple[int, str]]:
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError as err:  # pragma: no cover - depends on the installed extras
-        raise ImportError("the dask engine needs the 'dask' extra: pip install 'bcemb[dask]'") from err
+        raise ImportError(
+            "the dask engine needs the 'dask' extra: pip install 'bcemb[dask]'"
+        ) from err
     if scheduler:
         with Client(scheduler) as client:
             logger.info("exporting %d partitions on the Dask scheduler %s", len(tasks), scheduler)
             return client.gather(client.map(_dask_part, list(tasks), pure=False))
     n = workers or min(4, os.cpu_count() or 1)
     with (
-        LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.WARNING,
+        ) as cluster,
         Client(cluster) as client,
     ):
         logger.info("exporting %d partitions on a local Dask cluster of %d workers", len(tasks), n)
@@ -190,7 +198,9 @@ def export_embeddings(
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be positive, got {workers}")
     if not isinstance(store, EmbeddingStore):
-        store = EmbeddingStore(store)
+        # The export checks the transforms and every partition it reads; the serving arrays,
+        # which opening would hash, are not needed.
+        store = EmbeddingStore(store, verify=False)
     j = store._version(version)
     out = Path(path)
     if out.exists() and not overwrite:
@@ -203,11 +213,22 @@ def export_embeddings(
     start = time.perf_counter()
     try:
         tasks = [
-            _Task(str(store.root.resolve()), manifest, manifest_sha, j, part,
-                  store.manifest.files[part].sha256, str((tmp / f"part-{i:05d}.parquet").resolve()))
+            _Task(
+                str(store.root.resolve()),
+                manifest,
+                manifest_sha,
+                j,
+                part,
+                store.manifest.files[part].sha256,
+                str((tmp / f"part-{i:05d}.parquet").resolve()),
+            )
             for i, part in enumerate(latest.parts)
         ]
-        results = _run_dask(tasks, scheduler, workers) if engine == "dask" else _run_single(tasks, workers)
+        results = (
+            _run_dask(tasks, scheduler, workers)
+            if engine == "dask"
+            else _run_single(tasks, workers)
+        )
         rows = sum(r for r, _ in results)
         meta = {
             "version": j,
@@ -231,5 +252,7 @@ def export_embeddings(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     seconds = time.perf_counter() - start
-    logger.info("exported %d rows of version %d to %s in %.2f s (%s)", rows, j, out, seconds, engine)
+    logger.info(
+        "exported %d rows of version %d to %s in %.2f s (%s)", rows, j, out, seconds, engine
+    )
     return ExportResult(out, j, rows, len(tasks), store.dim(j), seconds, engine)

@@ -26,14 +26,14 @@ __all__ = [
     "FORMAT_VERSION",
     "POINTER",
     "FileEntry",
-    "VersionEntry",
     "Manifest",
-    "read_pointer",
-    "read_manifest",
+    "VersionEntry",
     "load_manifest",
-    "write_manifest",
+    "read_manifest",
+    "read_pointer",
     "switch_pointer",
     "utc_now",
+    "write_manifest",
 ]
 
 #: Layout version of the store. A reader refuses manifests newer than this.
@@ -46,7 +46,7 @@ _FULL = ("model", "user_emb", "item_emb", "ids")  # what keep-latest drops from 
 
 def utc_now() -> str:
     """The current time as an ISO-8601 UTC string (seconds)."""
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
 
 
 @dataclass(frozen=True)
@@ -218,14 +218,18 @@ class Manifest:
                 event=str(d["event"]),
                 latest=int(d["latest"]),
                 versions=versions,
-                files={p: FileEntry(str(e["sha256"]), int(e["bytes"])) for p, e in d["files"].items()},
+                files={
+                    p: FileEntry(str(e["sha256"]), int(e["bytes"])) for p, e in d["files"].items()
+                },
                 run=dict(d.get("run") or {}),
                 previous=d.get("previous"),
                 format_version=fmt,
             )
         except (KeyError, TypeError, ValueError) as err:
             raise IntegrityError(path, f"malformed manifest: {err!r}") from err
-        if [v.version for v in m.versions] != list(range(len(m.versions))) or m.latest != len(m.versions) - 1:
+        if [v.version for v in m.versions] != list(range(len(m.versions))) or m.latest != len(
+            m.versions
+        ) - 1:
             raise IntegrityError(path, "malformed manifest: versions must be 0..latest in order")
         for v in m.versions:
             for rel in (*v.files.values(), *v.parts):
@@ -261,8 +265,14 @@ def read_pointer(root: Path) -> tuple[str, str] | None:
         raise StoreFormatError(
             f"{path}: store format {fmt!r} is newer than this bcemb supports ({FORMAT_VERSION}); upgrade bcemb"
         )
-    if not isinstance(manifest, str) or not isinstance(sha, str) or _pointer_check(manifest, sha) != check:
-        raise IntegrityError(path, "corrupt store pointer: its content does not match its own checksum")
+    if (
+        not isinstance(manifest, str)
+        or not isinstance(sha, str)
+        or _pointer_check(manifest, sha) != check
+    ):
+        raise IntegrityError(
+            path, "corrupt store pointer: its content does not match its own checksum"
+        )
     return manifest, sha
 
 
@@ -287,7 +297,9 @@ def load_manifest(root: Path) -> Manifest | None:
     pointer = read_pointer(root)
     if pointer is None:
         if (root / MANIFESTS).is_dir() and any((root / MANIFESTS).glob("*.json")):
-            logger.warning("%s has manifests but no %s: an interrupted first publish?", root, POINTER)
+            logger.warning(
+                "%s has manifests but no %s: an interrupted first publish?", root, POINTER
+            )
         return None
     return read_manifest(root, *pointer)
 

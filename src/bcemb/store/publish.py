@@ -64,7 +64,7 @@ from bcemb.utils import read_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["publish", "retire", "collect_garbage", "finished_versions", "write_lock"]
+__all__ = ["collect_garbage", "finished_versions", "publish", "retire", "write_lock"]
 
 _LOCK = ".lock"
 _STAGING = ".staging-"
@@ -198,7 +198,9 @@ def publish(
     if not 0.0 <= probe_fraction <= 1.0:
         raise ValueError(f"probe_fraction must be within [0, 1], got {probe_fraction}")
     if min_probes < 1 or rows_per_part < 1:
-        raise ValueError(f"min_probes and rows_per_part must be positive, got {min_probes}, {rows_per_part}")
+        raise ValueError(
+            f"min_probes and rows_per_part must be positive, got {min_probes}, {rows_per_part}"
+        )
     config = _run_config(run_dir)
     finished = finished_versions(run_dir)
     if not finished:
@@ -227,10 +229,20 @@ def publish(
             for k in range(latest + 1, k_new + 1):
                 prev_dim = entries[k - 1].dim if k > 0 else None
                 entry = _stage_version(
-                    run_dir, k, graph, config, staging, new_files,
-                    prev_dim=prev_dim, is_latest=k == k_new, keep=keep_all or k == k_new,
-                    probe_fraction=probe_fraction, min_probes=min_probes,
-                    rows_per_part=rows_per_part, seed=seed, check_model=check_model,
+                    run_dir,
+                    k,
+                    graph,
+                    config,
+                    staging,
+                    new_files,
+                    prev_dim=prev_dim,
+                    is_latest=k == k_new,
+                    keep=keep_all or k == k_new,
+                    probe_fraction=probe_fraction,
+                    min_probes=min_probes,
+                    rows_per_part=rows_per_part,
+                    seed=seed,
+                    check_model=check_model,
                 )
                 entries.append(entry)
             if latest >= 0:
@@ -259,8 +271,12 @@ def publish(
             shutil.rmtree(staging, ignore_errors=True)
         _remove_unreferenced(root, current, manifest)
     logger.info(
-        "published %s version%s %s to %s (latest %d)", run_dir,
-        "s" if k_new - latest > 1 else "", list(range(latest + 1, k_new + 1)), root, k_new,
+        "published %s version%s %s to %s (latest %d)",
+        run_dir,
+        "s" if k_new - latest > 1 else "",
+        list(range(latest + 1, k_new + 1)),
+        root,
+        k_new,
     )
     return manifest
 
@@ -329,10 +345,12 @@ def _stage_version(
     n_probes = min(n_nodes, max(min_probes, math.ceil(probe_fraction * n_nodes)))
     pick = np.sort(rng.choice(n_nodes, size=n_probes, replace=False))
     pu, pi = pick[pick < n_users], pick[pick >= n_users] - n_users
-    probes = pa.concat_tables([
-        sio.embedding_table("user", user_ids[pu], user_emb[pu]),
-        sio.embedding_table("item", item_ids[pi], item_emb[pi]),
-    ])
+    probes = pa.concat_tables(
+        [
+            sio.embedding_table("user", user_ids[pu], user_emb[pu]),
+            sio.embedding_table("item", item_ids[pi], item_emb[pi]),
+        ]
+    )
     sio.write_table(out / "probes.parquet", probes, {"bcemb.version": str(k)})
     record("probes", "probes.parquet")
 
@@ -347,10 +365,12 @@ def _stage_version(
         record("user_emb", "user_emb.npy")
         sio.write_npy(out / "item_emb.npy", item_emb)
         record("item_emb", "item_emb.npy")
-        ids = pa.table({
-            "kind": pa.array(["user"] * n_users + ["item"] * n_items, pa.string()),
-            "id": pa.array(np.concatenate([user_ids, item_ids]).astype(object), pa.string()),
-        })
+        ids = pa.table(
+            {
+                "kind": pa.array(["user"] * n_users + ["item"] * n_items, pa.string()),
+                "id": pa.array(np.concatenate([user_ids, item_ids]).astype(object), pa.string()),
+            }
+        )
         sio.write_table(out / "ids.parquet", ids)
         record("ids", "ids.parquet")
         for kind, ids_k, emb in (("user", user_ids, user_emb), ("item", item_ids, item_emb)):
@@ -417,13 +437,20 @@ def _snapshot(
             f"{n_items} items embedded; the embeddings do not match the graph at t_{k}"
         )
     groups = {
-        name: FeatureGroup(g.vocab, g.indices[: g.offsets[n_items]].copy(), g.offsets[: n_items + 1].copy())
+        name: FeatureGroup(
+            g.vocab, g.indices[: g.offsets[n_items]].copy(), g.offsets[: n_items + 1].copy()
+        )
         for name, g in graph.item_features.items()
     }
     return EvolvingGraph(
-        user=user.copy(), item=item.copy(), rating=graph.rating[:n_edges].copy(),
-        timestamp=graph.timestamp[:n_edges].copy(), user_ids=graph.user_ids[:n_users].copy(),
-        item_ids=graph.item_ids[:n_items].copy(), item_features=groups, name=graph.name,
+        user=user.copy(),
+        item=item.copy(),
+        rating=graph.rating[:n_edges].copy(),
+        timestamp=graph.timestamp[:n_edges].copy(),
+        user_ids=graph.user_ids[:n_users].copy(),
+        item_ids=graph.item_ids[:n_items].copy(),
+        item_features=groups,
+        name=graph.name,
     )
 
 
@@ -440,18 +467,23 @@ def _check_model(
         snapshot, np.arange(snapshot.num_edges), num_users=len(user_emb), num_items=len(item_emb)
     )
     if model.dim != user_emb.shape[1]:
-        raise PublishError(f"{model_path}: the model has dimension {model.dim}, its embeddings {user_emb.shape[1]}")
+        raise PublishError(
+            f"{model_path}: the model has dimension {model.dim}, its embeddings {user_emb.shape[1]}"
+        )
     users, items = model(graph_input)
     diff = max(
         float(np.abs(users.numpy() - user_emb).max(initial=0.0)),
         float(np.abs(items.numpy() - item_emb).max(initial=0.0)),
     )
-    scale = max(float(np.abs(user_emb).max(initial=0.0)), float(np.abs(item_emb).max(initial=0.0)), 1.0)
+    scale = max(
+        float(np.abs(user_emb).max(initial=0.0)), float(np.abs(item_emb).max(initial=0.0)), 1.0
+    )
     ok = diff <= 1e-3 * scale
     if not ok:
         logger.warning(
             "the stored model does not reproduce the published embeddings on the graph snapshot "
-            "(max abs difference %.3g): embeddings of new nodes will not match stored ones", diff,
+            "(max abs difference %.3g): embeddings of new nodes will not match stored ones",
+            diff,
         )
     return {"max_abs_diff": diff, "ok": ok}
 
@@ -460,8 +492,8 @@ def _check_lineage(run_dir: Path, root: Path, current: Manifest, graph: Evolving
     """The run must extend the store's chain: same ``B_1..B_L`` and the same ``z_L`` on its probes."""
     for entry in current.versions[1:]:
         src = run_dir / f"version_{entry.version}" / "transform.safetensors"
-        stored = current.files[entry.files["transform"]].sha256
-        if not src.is_file() or sio.sha256_file(src) != stored:
+        stored_sha = current.files[entry.files["transform"]].sha256
+        if not src.is_file() or sio.sha256_file(src) != stored_sha:
             raise PublishError(
                 f"the run at {run_dir} is not a continuation of the store {root}: its B_{entry.version} "
                 f"differs from the stored one (or is missing)"
@@ -471,7 +503,9 @@ def _check_lineage(run_dir: Path, root: Path, current: Manifest, graph: Evolving
     sio.verify_file(root, last.files["probes"], current.files[last.files["probes"]].sha256)
     table = sio.read_table(probes_path)
     stored = sio.table_vectors(table, probes_path)
-    user_emb, item_emb = _read_embeddings(run_dir / f"version_{last.version}" / "embeddings.safetensors")
+    user_emb, item_emb = _read_embeddings(
+        run_dir / f"version_{last.version}" / "embeddings.safetensors"
+    )
     if user_emb.shape[1] != last.dim:
         raise PublishError(
             f"the run at {run_dir} is not a continuation of the store {root}: version {last.version} "
@@ -479,7 +513,10 @@ def _check_lineage(run_dir: Path, root: Path, current: Manifest, graph: Evolving
         )
     kinds = table.column("kind").to_numpy(zero_copy_only=False)
     ids = table.column("id").to_numpy(zero_copy_only=False)
-    for kind, emb, all_ids in (("user", user_emb, graph.user_ids), ("item", item_emb, graph.item_ids)):
+    for kind, emb, all_ids in (
+        ("user", user_emb, graph.user_ids),
+        ("item", item_emb, graph.item_ids),
+    ):
         mask = kinds == kind
         index = {v: r for r, v in enumerate(all_ids[: len(emb)].astype(str))}
         rows = [index.get(i, -1) for i in ids[mask]]
@@ -509,7 +546,9 @@ def retire(store_dir: str | Path, version: int) -> Manifest:
         if current is None:
             raise StoreError(f"{root} is an empty store")
         if not 0 <= version <= current.latest:
-            raise StoreError(f"unknown version {version}; the store has versions 0..{current.latest}")
+            raise StoreError(
+                f"unknown version {version}; the store has versions 0..{current.latest}"
+            )
         if version == current.latest:
             raise StoreError(f"version {version} is the latest: the store serves its embeddings")
         entry = current.versions[version]
@@ -581,7 +620,9 @@ def _collect_garbage(root: Path, current: Manifest | None) -> list[Path]:
     if not root.is_dir():
         return removed
     for p in root.iterdir():
-        if p.name.startswith(_STAGING) or (p.name.startswith(f".{POINTER}.") and p.name.endswith(".tmp")):
+        if p.name.startswith(_STAGING) or (
+            p.name.startswith(f".{POINTER}.") and p.name.endswith(".tmp")
+        ):
             shutil.rmtree(p) if p.is_dir() else p.unlink()
             removed.append(p)
     keep = set(current.files) if current is not None else set()
@@ -596,11 +637,10 @@ def _collect_garbage(root: Path, current: Manifest | None) -> list[Path]:
     if manifests.is_dir():
         for p in manifests.iterdir():
             seq = p.stem
-            if current is None or not seq.isdigit() or int(seq) > current.seq:
-                if p.is_file():
-                    p.unlink()
-                    removed.append(p)
+            never_committed = current is None or not seq.isdigit() or int(seq) > current.seq
+            if never_committed and p.is_file():
+                p.unlink()
+                removed.append(p)
     if removed:
         logger.info("removed %d leftover file(s) of interrupted changes in %s", len(removed), root)
     return removed
-

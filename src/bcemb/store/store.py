@@ -47,11 +47,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "CheckReport",
     "EmbeddingStore",
     "NodeEmbeddings",
-    "CheckReport",
-    "VersionCheck",
     "UsageReport",
+    "VersionCheck",
     "VersionUsage",
     "compose_matrix",
 ]
@@ -95,7 +95,7 @@ def _as_keys(ids: Iterable[object], what: str = "ids") -> list[str]:
         elif isinstance(i, int | np.integer) and not isinstance(i, bool):
             keys.append(str(int(i)))
         else:
-            raise ValueError(f"{what} must be strings or integers, got {i!r} ({type(i).__name__})")
+            raise TypeError(f"{what} must be strings or integers, got {i!r} ({type(i).__name__})")
     return keys
 
 
@@ -257,7 +257,9 @@ class EmbeddingStore:
         self._pointer = pointer
         self.manifest: Manifest = manifest
         latest = manifest.versions[manifest.latest]
-        transforms = [load_transform(self._file(v.files["transform"])) for v in manifest.versions[1:]]
+        transforms = [
+            load_transform(self._file(v.files["transform"])) for v in manifest.versions[1:]
+        ]
         self.chain = TransformChain(transforms)
         self._matrices: dict[int, np.ndarray] = {}
         ids = sio.read_table(self._file(latest.files["ids"]), columns=["kind", "id"])
@@ -274,8 +276,13 @@ class EmbeddingStore:
                     f"and {len(self._ids[k])} ids",
                 )
         for transform, entry in zip(transforms, manifest.versions[1:], strict=True):
-            if (transform.in_dim, transform.out_dim) != (entry.dim, manifest.versions[entry.version - 1].dim):
-                raise IntegrityError(self.root / entry.files["transform"], "dimensions differ from the manifest")
+            if (transform.in_dim, transform.out_dim) != (
+                entry.dim,
+                manifest.versions[entry.version - 1].dim,
+            ):
+                raise IntegrityError(
+                    self.root / entry.files["transform"], "dimensions differ from the manifest"
+                )
 
     def _file(self, rel: str, *, verify: bool | None = None) -> Path:
         """Path of a stored file, checked against the manifest's sha256."""
@@ -289,7 +296,8 @@ class EmbeddingStore:
 
     def __repr__(self) -> str:
         return (
-            f"EmbeddingStore({str(self.root)!r}, latest={self.latest}, dims={[v.dim for v in self.manifest.versions]}, "
+            f"EmbeddingStore({str(self.root)!r}, latest={self.latest}, "
+            f"dims={[v.dim for v in self.manifest.versions]}, "
             f"users={self.num_nodes('user')}, items={self.num_nodes('item')})"
         )
 
@@ -342,7 +350,11 @@ class EmbeddingStore:
     def _version(self, version: int | None) -> int:
         if version is None:
             return self.latest
-        if isinstance(version, bool) or not isinstance(version, int | np.integer) or not 0 <= version <= self.latest:
+        if (
+            isinstance(version, bool)
+            or not isinstance(version, int | np.integer)
+            or not 0 <= version <= self.latest
+        ):
             raise UnknownVersionError(version, self.versions)
         return int(version)
 
@@ -366,7 +378,9 @@ class EmbeddingStore:
         j = self._version(version)
         z = np.asarray(z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.dim():
-            raise ValueError(f"expected latest embeddings of shape [N, {self.dim()}], got {z.shape}")
+            raise ValueError(
+                f"expected latest embeddings of shape [N, {self.dim()}], got {z.shape}"
+            )
         if not np.isfinite(z).all():
             raise ValueError("the embeddings hold NaN or infinite values")
         if j == self.latest:
@@ -387,7 +401,9 @@ class EmbeddingStore:
             raise UnknownIdsError(kind, missing, len(keys))
         return rows.astype(np.int64)
 
-    def get(self, ids: Sequence[object], *, version: int | None = None, kind: str = "user") -> np.ndarray:
+    def get(
+        self, ids: Sequence[object], *, version: int | None = None, kind: str = "user"
+    ) -> np.ndarray:
         """Ver-``version`` compatible embeddings of stored nodes.
 
         ``z~_j = B_{j+1} o ... o B_k (z_k)``, computed on the fly with the cached composed
@@ -475,23 +491,33 @@ class EmbeddingStore:
             raise ValueError("edges must be (user id, item id) pairs")
         users = _as_keys((p[0] for p in pairs), "user ids")
         items = _as_keys((p[1] for p in pairs), "item ids")
-        features = {g: {str(i): list(b) for i, b in m.items()} for g, m in (item_features or {}).items()}
+        features = {
+            g: {str(i): list(b) for i, b in m.items()} for g, m in (item_features or {}).items()
+        }
         unknown_groups = set(features) - set(graph.item_features)
         if unknown_groups:
             raise ValueError(
                 f"unknown item feature groups {sorted(unknown_groups)}; the model knows {sorted(graph.item_features)}"
             )
         featured = list(dict.fromkeys(i for m in features.values() for i in m))
-        known_featured = [i for i, r in zip(featured, self._index["item"].get_indexer(featured), strict=True) if r >= 0]
+        known_featured = [
+            i
+            for i, r in zip(featured, self._index["item"].get_indexer(featured), strict=True)
+            if r >= 0
+        ]
         if known_featured:
-            raise ValueError(f"item features given for stored items {known_featured[:5]}; only new items take features")
+            raise ValueError(
+                f"item features given for stored items {known_featured[:5]}; only new items take features"
+            )
 
         def extend(kind_: str, keys: list[str]) -> tuple[np.ndarray, list[str]]:
             rows = self._index[kind_].get_indexer(keys) if keys else np.zeros(0, dtype=np.int64)
             new = list(dict.fromkeys(k for k, r in zip(keys, rows, strict=True) if r < 0))
             base = self.num_nodes(kind_)
             pos = {k: base + n for n, k in enumerate(new)}
-            rows = np.array([r if r >= 0 else pos[k] for k, r in zip(keys, rows, strict=True)], dtype=np.int64)
+            rows = np.array(
+                [r if r >= 0 else pos[k] for k, r in zip(keys, rows, strict=True)], dtype=np.int64
+            )
             return rows, new
 
         user_rows, new_users = extend("user", users)
@@ -501,23 +527,40 @@ class EmbeddingStore:
         groups = {}
         for name, group in graph.item_features.items():
             vocab = {v: f for f, v in enumerate(group.vocab)}
-            bags = [[vocab[v] for v in features.get(name, {}).get(i, ()) if v in vocab] for i in new_items]
-            dropped = sum(len(features.get(name, {}).get(i, ())) for i in new_items) - sum(map(len, bags))
+            bags = [
+                [vocab[v] for v in features.get(name, {}).get(i, ()) if v in vocab]
+                for i in new_items
+            ]
+            dropped = sum(len(features.get(name, {}).get(i, ())) for i in new_items) - sum(
+                map(len, bags)
+            )
             if dropped:
-                logger.info("ignored %d feature name(s) of group %r outside the model's vocabulary", dropped, name)
+                logger.info(
+                    "ignored %d feature name(s) of group %r outside the model's vocabulary",
+                    dropped,
+                    name,
+                )
             flat = np.fromiter((f for b in bags for f in b), dtype=np.int64)
             offsets = group.offsets[-1] + np.cumsum([0] + [len(b) for b in bags], dtype=np.int64)
             groups[name] = FeatureGroup(
-                group.vocab, np.concatenate([group.indices, flat]), np.concatenate([group.offsets, offsets[1:]])
+                group.vocab,
+                np.concatenate([group.indices, flat]),
+                np.concatenate([group.offsets, offsets[1:]]),
             )
         n_new = len(pairs)
         extended = EvolvingGraph(
             user=np.concatenate([graph.user, user_rows]),
             item=np.concatenate([graph.item, item_rows]),
-            rating=np.concatenate([graph.rating, np.zeros(n_new, np.float32)]),  # the model ignores ratings
+            rating=np.concatenate(
+                [graph.rating, np.zeros(n_new, np.float32)]
+            ),  # the model ignores ratings
             timestamp=np.concatenate([graph.timestamp, np.full(n_new, graph.timestamp[-1])]),
-            user_ids=np.concatenate([graph.user_ids.astype(object), np.array(new_users, dtype=object)]),
-            item_ids=np.concatenate([graph.item_ids.astype(object), np.array(new_items, dtype=object)]),
+            user_ids=np.concatenate(
+                [graph.user_ids.astype(object), np.array(new_users, dtype=object)]
+            ),
+            item_ids=np.concatenate(
+                [graph.item_ids.astype(object), np.array(new_items, dtype=object)]
+            ),
             item_features=groups,
             name=graph.name,
         )
@@ -528,7 +571,9 @@ class EmbeddingStore:
         emb = (user_emb if kind == "user" else item_emb).numpy()
         new = new_users if kind == "user" else new_items
         wanted = list(new) if ids is None else _as_keys(ids)
-        index = pd.Index(np.concatenate([self._ids[kind], np.array(new, dtype=object)]), dtype=object)
+        index = pd.Index(
+            np.concatenate([self._ids[kind], np.array(new, dtype=object)]), dtype=object
+        )
         rows = index.get_indexer(wanted) if wanted else np.zeros(0, dtype=np.int64)
         if (rows < 0).any():
             missing = list(dict.fromkeys(k for k, r in zip(wanted, rows, strict=True) if r < 0))
@@ -536,8 +581,12 @@ class EmbeddingStore:
         z = emb[rows]
         if not np.isfinite(z).all():
             raise StoreError("the latest model produced NaN or infinite embeddings")
-        return NodeEmbeddings(kind, tuple(wanted), j, self.transform(z, version=j) if len(z) else
-                              np.zeros((0, self.dim(j)), np.float32))
+        return NodeEmbeddings(
+            kind,
+            tuple(wanted),
+            j,
+            self.transform(z, version=j) if len(z) else np.zeros((0, self.dim(j)), np.float32),
+        )
 
     # ------------------------------------------------------------------ export
 
@@ -558,7 +607,13 @@ class EmbeddingStore:
         from bcemb.store.export import export_embeddings
 
         return export_embeddings(
-            self, path, version=version, engine=engine, scheduler=scheduler, workers=workers, overwrite=overwrite
+            self,
+            path,
+            version=version,
+            engine=engine,
+            scheduler=scheduler,
+            workers=workers,
+            overwrite=overwrite,
         )
 
     # ------------------------------------------------------------------ monitoring
@@ -596,7 +651,11 @@ class EmbeddingStore:
             errors, norms, missing = [], [], 0
             for kind in sio.KINDS:
                 mask = kinds == kind
-                rows = self._index[kind].get_indexer(list(keys[mask])) if mask.any() else np.zeros(0, np.int64)
+                rows = (
+                    self._index[kind].get_indexer(list(keys[mask]))
+                    if mask.any()
+                    else np.zeros(0, np.int64)
+                )
                 found = rows >= 0
                 missing += int((~found).sum())
                 if found.any():
@@ -604,19 +663,32 @@ class EmbeddingStore:
                     truth = probes[mask][found].astype(np.float64)
                     errors.append(np.linalg.norm(z.astype(np.float64) - truth, axis=1))
                     norms.append(np.linalg.norm(truth, axis=1))
-            err = np.concatenate(errors) if errors else np.zeros(0)
+            dist = np.concatenate(errors) if errors else np.zeros(0)
             norm = np.concatenate(norms) if norms else np.zeros(0)
-            mean = float(err.mean()) if len(err) else float("nan")
-            results.append(VersionCheck(
-                version=entry.version, dim=entry.dim, num_probes=len(keys), missing=missing,
-                mean_error=mean, max_error=float(err.max()) if len(err) else float("nan"),
-                relative_error=mean / float(norm.mean()) if len(norm) and norm.mean() > 0 else float("nan"),
-            ))
+            mean = float(dist.mean()) if len(dist) else float("nan")
+            results.append(
+                VersionCheck(
+                    version=entry.version,
+                    dim=entry.dim,
+                    num_probes=len(keys),
+                    missing=missing,
+                    mean_error=mean,
+                    max_error=float(dist.max()) if len(dist) else float("nan"),
+                    relative_error=mean / float(norm.mean())
+                    if len(norm) and norm.mean() > 0
+                    else float("nan"),
+                )
+            )
             if missing:
-                problems.append(f"{path}: {missing} probe node(s) are missing from the latest embeddings")
+                problems.append(
+                    f"{path}: {missing} probe node(s) are missing from the latest embeddings"
+                )
         return CheckReport(
-            manifest=self.manifest.name, latest=self.latest, problems=tuple(problems),
-            versions=tuple(results), model_check=self.manifest.versions[self.latest].model_check,
+            manifest=self.manifest.name,
+            latest=self.latest,
+            problems=tuple(problems),
+            versions=tuple(results),
+            model_check=self.manifest.versions[self.latest].model_check,
         )
 
     def usage(self) -> UsageReport:
@@ -627,16 +699,22 @@ class EmbeddingStore:
             return files[rel].bytes if rel is not None and rel in files else 0
 
         def emb_bytes(v: VersionEntry) -> int:
-            return sum(size(v.files.get(r)) for r in ("user_emb", "item_emb", "ids")) + sum(size(p) for p in v.parts)
+            return sum(size(v.files.get(r)) for r in ("user_emb", "item_emb", "ids")) + sum(
+                size(p) for p in v.parts
+            )
 
         latest = self.manifest.versions[self.latest]
-        per_raw = emb_bytes(latest) / latest.raw_embedding_bytes if latest.raw_embedding_bytes else 1.0
+        per_raw = (
+            emb_bytes(latest) / latest.raw_embedding_bytes if latest.raw_embedding_bytes else 1.0
+        )
         rows = tuple(
             VersionUsage(
                 version=v.version,
                 transform_bytes=size(v.files.get("transform")),
                 probe_bytes=size(v.files.get("probes")),
-                embedding_bytes=emb_bytes(v) if v.embeddings_kept else round(v.raw_embedding_bytes * per_raw),
+                embedding_bytes=emb_bytes(v)
+                if v.embeddings_kept
+                else round(v.raw_embedding_bytes * per_raw),
                 model_bytes=v.model_bytes,
                 embeddings_kept=v.embeddings_kept,
                 model_kept=v.model_kept,
@@ -648,13 +726,21 @@ class EmbeddingStore:
         manifest_bytes = sum(p.stat().st_size for p in (self.root / "manifests").glob("*.json"))
         keep_latest = (
             sum(r.transform_bytes + r.probe_bytes for r in rows)
-            + rows[-1].embedding_bytes + rows[-1].model_bytes + graph_bytes + manifest_bytes
+            + rows[-1].embedding_bytes
+            + rows[-1].model_bytes
+            + graph_bytes
+            + manifest_bytes
         )
-        keep_all = sum(r.embedding_bytes + r.model_bytes for r in rows) + graph_bytes + manifest_bytes
+        keep_all = (
+            sum(r.embedding_bytes + r.model_bytes for r in rows) + graph_bytes + manifest_bytes
+        )
         return UsageReport(
-            versions=rows, graph_bytes=graph_bytes, manifest_bytes=manifest_bytes,
+            versions=rows,
+            graph_bytes=graph_bytes,
+            manifest_bytes=manifest_bytes,
             stored_bytes=sum(e.bytes for e in files.values()) + manifest_bytes,
-            keep_latest_bytes=keep_latest, keep_all_bytes=keep_all,
+            keep_latest_bytes=keep_latest,
+            keep_all_bytes=keep_all,
         )
 
     # ------------------------------------------------------------------ freshness
@@ -669,4 +755,3 @@ class EmbeddingStore:
     def reload(self) -> EmbeddingStore:
         """A new snapshot of the store's current state."""
         return EmbeddingStore(self.root, verify=self.verify)
-

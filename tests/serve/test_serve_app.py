@@ -1,0 +1,150 @@
+"""The HTTP app through FastAPI's test client: responses, errors and limits."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient
+
+from bcemb.serve import create_app
+from bcemb.serve.app import json_matrix
+from bcemb.store import EmbeddingStore, publish
+from bcemb.store._testing import write_fake_run
+
+
+@pytest.fixture()
+def client(store_dir: Path) -> TestClient:
+    return TestClient(create_app(store_dir, max_ids=50, max_body_bytes=4096))
+
+
+def test_health_and_versions(client: TestClient) -> None:
+    r = client.get("/health")
+    assert r.status_code == 200 and r.json()["status"] == "ok" and r.json()["latest"] == 2
+    r = client.get("/versions")
+    body = r.json()
+    assert body["latest"] == 2 and [v["dim"] for v in body["versions"]] == [8, 12, 16]
+    assert [v["embeddings"] for v in body["versions"]] == ["retired", "retired", "kept"]
+
+
+def test_embeddings_in_any_version(client: TestClient, store_dir: Path) -> None:
+    store = EmbeddingStore(store_dir)
+    ids = [str(i) for i in store.ids("item")[:4]]
+    for version in (0, 1, 2, None):
+        r = client.post("/embeddings", json={"ids": ids, "version": version, "kind": "item"})
+        assert r.status_code == 200
+        body = r.json()
+        assert body["version"] == (2 if version is None else version) and body["latest"] == 2
+        assert body["ids"] == ids and body["kind"] == "item"
+        got = np.array(body["vectors"], dtype=np.float32)
+        np.testing.assert_array_equal(got, store.get(ids, version=version, kind="item"))
+        assert body["dim"] == got.shape[1]
+    r = client.post("/embeddings", json={"ids": [int(ids[0])], "version": 0, "kind": "item"})
+    assert r.status_code == 200 and r.json()["ids"] == [ids[0]]
+
+
+def test_base64_encoding(client: TestClient, store_dir: Path) -> None:
+    store = EmbeddingStore(store_dir)
+    ids = [str(i) for i in store.ids("user")[:7]]
+    body = client.post("/embeddings", json={"ids": ids, "version": 1, "encoding": "base64"}).json()
+    got = np.frombuffer(base64.b64decode(body["vectors_base64"]), dtype=body["dtype"]).reshape(
+        body["shape"]
+    )
+    np.testing.assert_array_equal(got, store.get(ids, version=1))
+
+
+def test_unknown_ids_and_version_are_404_naming_them(client: TestClient, store_dir: Path) -> None:
+    known = str(EmbeddingStore(store_dir).ids("user")[0])
+    r = client.post("/embeddings", json={"ids": [known, "ghost", "phantom"], "version": 0})
+    assert r.status_code == 404
+    assert "unknown user ids (2 of 3): 'ghost', 'phantom'" in r.json()["detail"]
+    assert r.json()["unknown_ids"] == ["ghost", "phantom"]
+    r = client.post("/embeddings", json={"ids": [known], "version": 7})
+    assert (
+        r.status_code == 404
+        and "unknown version 7" in r.json()["detail"]
+        and r.json()["versions"] == [0, 1, 2]
+    )
+    r = client.post("/embeddings", json={"ids": ["ghost-item"], "kind": "item"})
+    assert r.status_code == 404 and "unknown item ids (1 of 1): 'ghost-item'" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"version": 0}, "ids"),
+        ({"ids": "abc"}, "ids"),
+        ({"ids": [1.5]}, "ids"),
+        ({"ids": [None]}, "ids"),
+        ({"ids": ["1"], "version": "one"}, "version"),
+        ({"ids": ["1"], "version": 1.5}, "version"),
+        ({"ids": ["1"], "kind": "users"}, "kind"),
+        ({"ids": ["1"], "encoding": "xml"}, "encoding"),
+        ({"ids": ["1"], "surprise": True}, "surprise"),
+        ([1, 2], "body"),
+    ],
+)
+def test_malformed_bodies_are_422(client: TestClient, body: object, field: str) -> None:
+    r = client.post("/embeddings", json=body)
+    assert r.status_code == 422
+    assert field in json.dumps(r.json()["detail"])
+
+
+def test_invalid_json_is_422(client: TestClient) -> None:
+    r = client.post(
+        "/embeddings", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422 and "json" in json.dumps(r.json()).lower()
+
+
+def test_request_size_limits_are_413(client: TestClient, store_dir: Path) -> None:
+    ids = [str(i) for i in EmbeddingStore(store_dir).ids("user")]
+    r = client.post("/embeddings", json={"ids": ids[:51]})
+    assert r.status_code == 413 and "too many ids: 51 > 50" in r.json()["detail"]
+    r = client.post("/embeddings", json={"ids": ["x" * 5000]})
+    assert r.status_code == 413 and "larger than 4096 bytes" in r.json()["detail"]
+
+    def chunks() -> object:  # no content-length: the limit is counted while reading
+        yield b'{"ids": ["'
+        for _ in range(10):
+            yield b"y" * 1000
+        yield b'"]}'
+
+    r = client.post("/embeddings", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_app_picks_up_a_new_publish(tmp_path: Path) -> None:
+    run = write_fake_run(tmp_path / "run", dims=(8, 12, 16), upto=1, seed=4)
+    publish(run, tmp_path / "store")
+    client = TestClient(create_app(tmp_path / "store", refresh_seconds=0))
+    assert client.get("/health").json()["latest"] == 1
+    write_fake_run(tmp_path / "run", dims=(8, 12, 16), seed=4)
+    publish(run, tmp_path / "store")
+    assert client.get("/health").json()["latest"] == 2
+    assert client.get("/versions").json()["versions"][2]["dim"] == 16
+
+
+def test_bad_store_fails_at_creation(tmp_path: Path) -> None:
+    from bcemb.store import StoreError
+
+    with pytest.raises(StoreError, match="no store at"):
+        create_app(tmp_path / "nothing")
+    with pytest.raises(ValueError, match="positive"):
+        create_app(tmp_path, max_ids=0)
+
+
+def test_json_matrix_round_trips_float32_exactly() -> None:
+    rng = np.random.default_rng(0)
+    scale = np.exp(rng.uniform(-40, 40, size=(30, 17)))
+    v = (rng.standard_normal((30, 17)) * scale).astype(np.float32)
+    v[0, :4] = [0.0, 1.0, 1e-45, 3.4e38]
+    back = np.array(json.loads(json_matrix(v)), dtype=np.float32)
+    np.testing.assert_array_equal(back, v)
+    assert json.loads(json_matrix(np.zeros((0, 4), np.float32))) == []
+    assert json.loads(json_matrix(np.ones((1, 1), np.float32))) == [[1]]
