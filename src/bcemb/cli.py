@@ -18,7 +18,12 @@ logger = logging.getLogger("bcemb")
 DatasetOpt = Annotated[str, typer.Option("--dataset", help="ml-100k, amazon or synthetic.")]
 ReviewsOpt = Annotated[Optional[Path], typer.Option(help="Amazon reviews file (JSON lines, .gz ok).")]
 MetaOpt = Annotated[Optional[Path], typer.Option(help="Amazon metadata file.")]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a setting: key=value (train.epochs=10).")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a setting: key=value (train.epochs=10, sizes=2x64,2x80,3x96,3x112,3x128).")]
+SyntheticOpt = Annotated[Optional[list[str]], typer.Option(help="Generator option key=value (num_users=5000).")]
+ProfileOpt = Annotated[str, typer.Option(help="quick or paper.")]
+SeedOpt = Annotated[Optional[int], typer.Option(help="Base seed (drawn, logged and saved when omitted).")]
+DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda or auto.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose/--quiet")]
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -58,7 +63,7 @@ def data_stats(
     dataset: DatasetOpt = "ml-100k",
     reviews: ReviewsOpt = None,
     meta: MetaOpt = None,
-    synthetic: Annotated[Optional[list[str]], typer.Option(help="Generator option key=value (num_users=5000).")] = None,
+    synthetic: SyntheticOpt = None,
     times: Annotated[str, typer.Option(help="t_0..t_K and the closing time, comma separated.")] = "0.5,0.6,0.7,0.8,0.9,1.0",
 ) -> None:
     """Print users, items, edges and the consumer-task labels of every time slice."""
@@ -96,11 +101,12 @@ def train(
     dataset: DatasetOpt = "ml-100k",
     reviews: ReviewsOpt = None,
     meta: MetaOpt = None,
-    profile: Annotated[str, typer.Option(help="quick or paper.")] = "quick",
-    seed: Annotated[Optional[int], typer.Option(help="Base seed (drawn and saved when omitted).")] = 0,
-    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
+    synthetic: SyntheticOpt = None,
+    profile: ProfileOpt = "quick",
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "cpu",
     sets: SetOpt = None,
-    verbose: Annotated[bool, typer.Option("--verbose/--quiet")] = True,
+    verbose: VerboseOpt = True,
 ) -> None:
     """Train versions 0..K of one method and write models, transforms, embeddings and metrics."""
     _setup_logging(verbose)
@@ -112,7 +118,7 @@ def train(
 
     try:
         cfg = _config(profile, seed, device, sets, dataset=dataset,
-                      dataset_options=_dataset_options(dataset, reviews, meta, None))
+                      dataset_options=_dataset_options(dataset, reviews, meta, synthetic))
         m = build_method(method, lam=lam)
         data = ExperimentData(load_dataset(cfg.dataset, **cfg.dataset_options), times=cfg.times,
                               device=resolve_device(cfg.device))
@@ -130,15 +136,15 @@ def benchmark(
     dataset: DatasetOpt = "ml-100k",
     reviews: ReviewsOpt = None,
     meta: MetaOpt = None,
-    synthetic: Annotated[Optional[list[str]], typer.Option(help="Generator option key=value.")] = None,
-    profile: Annotated[str, typer.Option(help="quick or paper.")] = "quick",
+    synthetic: SyntheticOpt = None,
+    profile: ProfileOpt = "quick",
     methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods (default: all eight).")] = None,
     lams: Annotated[str, typer.Option(help="Lambda sweep for the joint methods; '' for none.")] = "1,2,4,8,16,32",
     lam: Annotated[float, typer.Option(help="The default lambda.")] = 16.0,
-    seed: Annotated[Optional[int], typer.Option(help="Base seed.")] = 0,
-    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "cpu",
     sets: SetOpt = None,
-    verbose: Annotated[bool, typer.Option("--verbose/--quiet")] = True,
+    verbose: VerboseOpt = True,
 ) -> None:
     """Train every method, train the consumers, compute the three metrics (Table 3, Figures 3-5)."""
     _setup_logging(verbose)

@@ -109,7 +109,7 @@ class ExperimentConfig:
             raise ValueError(
                 f"{len(self.times) - 1} versions need {len(self.times) - 1} sizes, got {len(self.sizes)}"
             )
-        if any(layers < 1 or dim < 1 for layers, dim in self.sizes):
+        if any(len(s) != 2 for s in self.sizes) or any(layers < 1 or dim < 1 for layers, dim in self.sizes):
             raise ValueError(f"sizes must be positive, got {self.sizes}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,7 +132,11 @@ def profile_config(profile: str, **overrides: Any) -> ExperimentConfig:
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
     p = PROFILES[profile]
-    sizes = overrides.pop("sizes", None) or SIZE_TABLES[p["sizes"]]
+    sizes = overrides.get("sizes")
+    if sizes is None or isinstance(sizes, str):  # a string is parsed by apply_overrides
+        sizes = SIZE_TABLES[p["sizes"]]
+    else:
+        overrides.pop("sizes")
     cfg = ExperimentConfig(
         profile=profile,
         sizes=tuple(tuple(s) for s in sizes),
@@ -167,6 +171,8 @@ def apply_overrides(cfg: ExperimentConfig, overrides: dict[str, Any]) -> Experim
 
 def _parse_like(text: str, current: Any, key: str) -> Any:
     try:
+        if key == "sizes":  # "2x64,2x80,3x96": (layers, dim) per version
+            return tuple(tuple(int(v) for v in part.lower().split("x")) for part in text.split(","))
         if isinstance(current, bool):
             if text.lower() not in ("true", "false", "1", "0"):
                 raise ValueError(text)
