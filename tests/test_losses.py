@@ -46,3 +46,17 @@ def test_bpr_loss_matches_formula(seed):
     assert torch.allclose(bpr_loss(u, p, n, weight_decay=0.01), expected)
     # A perfect ranking has a lower loss than a reversed one.
     assert bpr_loss(u, u, -u, weight_decay=0) < bpr_loss(u, -u, u, weight_decay=0)
+
+
+def test_weighted_distinct_rows_equal_repeated_rows(seed):
+    # The trainer evaluates the alignment on distinct batch nodes weighted by multiplicity.
+    torch.manual_seed(seed)
+    prev = [LinearTransform(5, 3)]
+    b = LinearTransform(6, 5)
+    z_k, z_prev = torch.randn(4, 6), torch.randn(4, 5)
+    rows = torch.tensor([0, 0, 1, 3, 3, 3, 2])
+    uniq, counts = torch.unique(rows, return_counts=True)
+    for loss in (single_step_alignment, multi_step_alignment):
+        full = loss(z_k[rows], z_prev[rows], b, prev)
+        weighted = loss(z_k[uniq], z_prev[uniq], b, prev, counts.float())
+        assert torch.allclose(full, weighted, atol=1e-6)

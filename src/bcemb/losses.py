@@ -30,21 +30,38 @@ def bpr_loss(
     return rank + weight_decay * reg
 
 
+def _row_mean(row_loss: Tensor, weight: Tensor | None) -> Tensor:
+    # A weighted mean over distinct nodes equals the plain mean over batch rows when the
+    # weights are the nodes' multiplicities in the batch (the trainer uses this).
+    if weight is None:
+        return row_loss.mean()
+    return (row_loss * weight).sum() / weight.sum()
+
+
 def single_step_alignment(
-    z_k: Tensor, z_prev: Tensor, transform: BackwardTransform, previous: Sequence[BackwardTransform] = ()
+    z_k: Tensor,
+    z_prev: Tensor,
+    transform: BackwardTransform,
+    previous: Sequence[BackwardTransform] = (),
+    weight: Tensor | None = None,
 ) -> Tensor:
     r"""``mean_x ||B_k(z_k) - z_{k-1}||^2`` (mean over coordinates, as the reference code).
 
-    ``previous`` is accepted and ignored so both losses share one signature.
+    ``previous`` is accepted and ignored so both losses share one signature; ``weight``
+    (optional, ``[N]``) weights the rows.
 
     Shapes:
         z_k: ``[N, D_k]``, z_prev: ``[N, D_{k-1}]`` -> scalar.
     """
-    return F.mse_loss(transform(z_k), z_prev)
+    return _row_mean((transform(z_k) - z_prev).pow(2).mean(dim=1), weight)
 
 
 def multi_step_alignment(
-    z_k: Tensor, z_prev: Tensor, transform: BackwardTransform, previous: Sequence[BackwardTransform] = ()
+    z_k: Tensor,
+    z_prev: Tensor,
+    transform: BackwardTransform,
+    previous: Sequence[BackwardTransform] = (),
+    weight: Tensor | None = None,
 ) -> Tensor:
     r"""BC-Aligner's multi-step loss (Eq. 8 of the paper).
 
@@ -68,7 +85,7 @@ def multi_step_alignment(
         m = older.matrix().detach().to(delta) @ m
         q = q + m.T @ m / m.shape[0]
     q = q / (len(previous) + 1)
-    return ((delta @ q) * delta).sum(dim=1).mean()
+    return _row_mean(((delta @ q) * delta).sum(dim=1), weight)
 
 
 ALIGNMENT_LOSSES = {"single": single_step_alignment, "multi": multi_step_alignment}

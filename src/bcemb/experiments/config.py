@@ -27,8 +27,9 @@ SIZE_TABLES: dict[str, tuple[tuple[int, int], ...]] = {
     "amazon": ((2, 256), (2, 320), (3, 384), (3, 448), (3, 512)),
     # Paper, Grocery (smaller for GPU memory).
     "grocery": ((1, 256), (1, 320), (2, 384), (2, 384), (2, 384)),
-    # Quick: the same schedule at a quarter of the width.
-    "quick": ((2, 64), (2, 80), (3, 96), (3, 112), (3, 128)),
+    # Quick: the same schedule (+1/8 of the first width per version, 3 layers from t_2) at an
+    # eighth of the width.
+    "quick": ((2, 32), (2, 40), (3, 48), (3, 56), (3, 64)),
 }
 
 
@@ -68,7 +69,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "quick": {
         "sizes": "quick",
         "train": TrainConfig(
-            epochs=30, batch_size=8192, lr=2e-3, eval_every=3, warmup_epochs=9, patience=3,
+            epochs=24, batch_size=8192, lr=4e-3, eval_every=3, warmup_epochs=6, patience=3,
             posthoc_steps=2000,
         ),
         "consumer": ConsumerConfig(seeds=3, epochs=100, patience=10),

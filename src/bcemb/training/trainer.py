@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["VersionData", "Alignment", "TrainOutcome", "train_model", "evaluate_model", "fit_posthoc"]
 
-AlignmentLoss = Callable[[Tensor, Tensor, BackwardTransform, Sequence[BackwardTransform]], Tensor]
+AlignmentLoss = Callable[..., Tensor]  # (z_k, z_prev, transform, previous, weight=None) -> loss
 
 
 @dataclass
@@ -132,6 +132,8 @@ def train_model(
     best: tuple[float, int, dict, dict | None, dict[int, float]] | None = None
     curve: list[dict[str, float]] = []
     bad_evals = 0
+    n_users = data.train_graph.num_users
+    prev_all = torch.cat([alignment.prev_user, alignment.prev_item]) if alignment is not None else None
     start = time.perf_counter()
     epoch = 0
     bar = progress(range(1, config.epochs + 1), desc=desc, show=show_progress, leave=False)
@@ -145,11 +147,15 @@ def train_model(
             u, p, n = user_emb[user], item_emb[pos], item_emb[neg]
             loss = bpr_loss(u, p, n, weight_decay=config.weight_decay)
             if alignment is not None:
-                z_k = torch.cat([u, p, n])
-                z_prev = torch.cat(
-                    [alignment.prev_user[user], alignment.prev_item[pos], alignment.prev_item[neg]]
+                # The loss over the batch's users, positive and negative items equals the
+                # loss over its distinct nodes weighted by multiplicity: far fewer rows
+                # through B_k when the batch is large next to the graph.
+                nodes = torch.cat([user, pos + n_users, neg + n_users])
+                uniq, counts = torch.unique(nodes, return_counts=True)
+                z_k = torch.cat([user_emb, item_emb])[uniq]
+                align = alignment.loss(
+                    z_k, prev_all[uniq], alignment.transform, alignment.previous, counts.to(z_k.dtype)
                 )
-                align = alignment.loss(z_k, z_prev, alignment.transform, alignment.previous)
                 loss = loss + alignment.lam * align
                 tot_align += float(align.detach())
             opt.zero_grad(set_to_none=True)
