@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 T = TypeVar("T")
 
-__all__ = ["progress", "resolve_device", "atomic_write_bytes", "write_json", "read_json", "environment"]
+__all__ = ["fsync_file", "fsync_dir", "progress", "resolve_device", "atomic_write_bytes", "write_json", "read_json", "environment"]
 
 
 def progress(iterable: Iterable[T], *, desc: str = "", show: bool | None = None, **kwargs: Any) -> tqdm:
@@ -35,6 +35,29 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} was asked for but CUDA is not available")
     return dev
+
+
+def fsync_file(path: str | Path) -> None:
+    """Flush a complete file to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str | Path) -> None:
+    """Make renames and new entries in a directory durable (POSIX; a no-op elsewhere)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

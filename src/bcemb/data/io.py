@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bcemb.data.graph import DataError, EvolvingGraph, FeatureGroup
+from bcemb.utils import fsync_dir, fsync_file
 
 logger = logging.getLogger(__name__)
 
@@ -50,18 +51,8 @@ def _sha256(path: Path) -> str:
 
 
 def _fsync(path: Path) -> None:
-    """Flush a file (or, on POSIX, a directory entry) to disk."""
-    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if path.is_dir() else os.O_RDONLY
-    try:
-        fd = os.open(path, flags)
-    except OSError:  # directories cannot be opened on some platforms; best effort there
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """Flush a file or a directory entry to disk."""
+    (fsync_dir if path.is_dir() else fsync_file)(path)
 
 
 def _id_kind(ids: np.ndarray) -> str:

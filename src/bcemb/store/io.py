@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bcemb.store.errors import IntegrityError
+from bcemb.utils import fsync_dir, fsync_file  # re-exported for the store modules
 
 logger = logging.getLogger(__name__)
 
@@ -80,29 +81,6 @@ def verify_file(root: Path, rel: str, sha256: str) -> Path:
     if actual != sha256:
         raise IntegrityError(path, "checksum mismatch: the file is corrupt or was modified")
     return path
-
-
-def fsync_file(path: str | Path) -> None:
-    """Flush a complete file to disk. Every file the store writes passes through here."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(path: str | Path) -> None:
-    """Make renames and new entries in a directory durable (POSIX; a no-op elsewhere)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def write_bytes(path: Path, data: bytes) -> None:
