@@ -19,3 +19,16 @@ def test_trained_model_ranks_clearly_better_than_random(toy_graph, seed):
     assert out.recall[20] > 1.5 * 20 / n_items
     assert out.recall[20] > random_recall
     assert [row["epoch"] for row in out.curve] == [4, 8, 12]
+
+
+def test_same_seed_reproduces_training_bit_for_bit(toy_graph):
+    data, ctx = tiny_context(toy_graph)
+    ctx.config.epochs = 3
+    states = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = SageEncoder(ctx.sage_config(1))
+        train_model(model, data.version(1), ctx.config, generator=torch.Generator().manual_seed(0))
+        states.append(model.state_dict())
+    for key, value in states[0].items():
+        assert torch.equal(value, states[1][key]), key

@@ -69,7 +69,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "quick": {
         "sizes": "quick",
         "train": TrainConfig(
-            epochs=24, batch_size=8192, lr=4e-3, eval_every=3, warmup_epochs=6, patience=3,
+            epochs=24, batch_size=8192, lr=4e-3, eval_every=3, warmup_epochs=12, patience=3,
             posthoc_steps=2000,
         ),
         "consumer": ConsumerConfig(seeds=3, epochs=100, patience=10),

@@ -29,6 +29,9 @@ class TrainConfig:
         posthoc_tol: Stop fitting when the loss improves by less than this fraction over
             100 steps.
         device: ``cpu``, ``cuda``, ``cuda:1``, or ``auto`` (CUDA when present).
+        deterministic: Use PyTorch's deterministic kernels while training, so that a seed
+            reproduces a run bit for bit (multithreaded scatter-adds otherwise differ in the
+            last bits, and training amplifies that).
     """
 
     epochs: int = 500
@@ -44,6 +47,7 @@ class TrainConfig:
     posthoc_lr: float = 1e-2
     posthoc_tol: float = 1e-4
     device: str = "cpu"
+    deterministic: bool = True
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field."""

@@ -118,6 +118,28 @@ def train_model(
     setting), takes BPR on the batch and, for joint methods, the alignment loss on the
     batch's users, positive and negative items against the frozen previous model.
     """
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
+    try:
+        return _train_model(
+            model, data, config, generator=generator, alignment=alignment,
+            warmup_epochs=warmup_epochs, show_progress=show_progress, desc=desc,
+        )
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def _train_model(
+    model: SageEncoder,
+    data: VersionData,
+    config: TrainConfig,
+    *,
+    generator: torch.Generator,
+    alignment: Alignment | None,
+    warmup_epochs: int,
+    show_progress: bool | None,
+    desc: str,
+) -> TrainOutcome:
     sampler = BPRSampler(
         data.train_user.cpu().numpy(),
         data.train_item.cpu().numpy(),
