@@ -5,7 +5,7 @@ Two profiles:
 * ``paper`` is PROTOCOL section 5 exactly: the paper's sizes, 500 epochs, batch 2048,
   evaluation every 10 epochs, joint methods selected after epoch 50, 10 consumer seeds.
 * ``quick`` keeps every step of the protocol but does less work: an eighth of the width
-  (same depth schedule), at most 24 epochs with evaluation every 3, joint warm-up 6,
+  (same depth schedule), at most 24 epochs with evaluation every 3, joint warm-up 12,
   early stopping after 3 evaluations without progress, batch 8192 (4x fewer full-graph
   passes per epoch) with learning rate 0.004, and 3 consumer seeds. See ``docs/profiles.md`` for the reasons.
 """
