@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -198,8 +197,3 @@ class ConsumerSuite:
         """The chosen hidden size and dropout of every task."""
         return {t: {"hidden": v.hidden, "dropout": v.dropout} for t, v in self.trained.items()}
 
-
-def mean_auc(values: list[float]) -> float:
-    """Mean over seeds, ignoring NaN (a test set with one class)."""
-    arr = np.asarray(values, dtype=float)
-    return float(np.nanmean(arr)) if np.isfinite(arr).any() else float("nan")

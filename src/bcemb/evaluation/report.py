@@ -94,7 +94,7 @@ def _figure3(pv: pd.DataFrame, lam: float, path: Path) -> None:
     _save(fig, path)
 
 
-def _figure4(pv: pd.DataFrame, lam: float, path: Path, rows: pd.DataFrame) -> None:
+def _figure4(lam: float, path: Path, rows: pd.DataFrame) -> None:
     fig, axes = plt.subplots(1, len(TASKS), figsize=(18, 3.8))
     auc = rows[rows["metric"] == "auc"].groupby(["method", "lam", "task", "version"], dropna=False)["value"].mean().reset_index()
     for ax, task in zip(axes, TASKS, strict=True):
@@ -147,7 +147,7 @@ def write_report(folder: str | Path, *, lam: float = 16.0) -> Path:
     atomic_write_bytes(folder / "table3.csv", t3.to_csv(index=False).encode())
     atomic_write_bytes(folder / "per_version.csv", pv.to_csv(index=False).encode())
     _figure3(pv, lam, folder / "figure3_metrics_over_time.png")
-    _figure4(pv, lam, folder / "figure4_tasks_bc_aligner.png", rows)
+    _figure4(lam, folder / "figure4_tasks_bc_aligner.png", rows)
     has5 = _figure5(t3, folder / "figure5_lambda.png")
     cfg = meta.get("config", {})
     env = meta.get("environment", {})

@@ -109,13 +109,13 @@ def run_benchmark(
     suite.fit(real_z0, show_progress=show_progress)
     write_json(out / "consumers" / "selection.json", suite.selection())
 
-    frames = [_keep_all_rows(runs[("non-bc", float(lam))], suite, real_z0, data, config)]
+    frames = [_keep_all_rows(runs[("non-bc", float(lam))], suite, real_z0, data)]
     for (name, lm), arts in progress(runs.items(), desc="evaluate", show=show_progress, leave=False):
         path = out / "metrics" / f"{run_dir_name(name, lm).replace('/', '_')}.parquet"
         if path.is_file():
             frames.append(pd.read_parquet(path))
             continue
-        frame = _method_rows(name, lm, arts, suite, real_z0, data, config)
+        frame = _method_rows(name, lm, arts, suite, real_z0, data)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         frame.to_parquet(tmp, index=False)
@@ -148,7 +148,6 @@ def _auc_rows(name: str, lam: float, suite: ConsumerSuite, data: ExperimentData,
 
 def _method_rows(
     name: str, lam: float, arts: Sequence[VersionArtifact], suite: ConsumerSuite, real_z0, data: ExperimentData,  # noqa: ANN001
-    config: ExperimentConfig,
 ) -> pd.DataFrame:
     chain = _chain_to_v0(arts)
 
@@ -168,7 +167,7 @@ def _method_rows(
 
 
 def _keep_all_rows(
-    nonbc: Sequence[VersionArtifact], suite: ConsumerSuite, real_z0, data: ExperimentData, config: ExperimentConfig,  # noqa: ANN001
+    nonbc: Sequence[VersionArtifact], suite: ConsumerSuite, real_z0, data: ExperimentData,  # noqa: ANN001
 ) -> pd.DataFrame:
     """Keep-All: the independent M_k for the intended task, the real M_0 for consumers."""
     rows = _intended_rows(KEEP_ALL, float("nan"), nonbc) + _auc_rows(KEEP_ALL, float("nan"), suite, data, real_z0)
