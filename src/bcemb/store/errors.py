@@ -9,6 +9,7 @@ __all__ = [
     "PublishError",
     "StoreError",
     "StoreFormatError",
+    "StoreUnavailableError",
     "UnknownIdsError",
     "UnknownVersionError",
 ]
@@ -75,3 +76,17 @@ class UnknownIdsError(StoreError, KeyError):
 
 class PublishError(StoreError):
     """A training run cannot be published (unfinished, inconsistent, or not a continuation)."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot answer right now (a served file changed under us, a reload failed).
+
+    The HTTP service answers 503 with this message; nothing wrong is served meanwhile.
+
+    Attributes:
+        path: The file at fault, if one is.
+    """
+
+    def __init__(self, message: str, path: object | None = None) -> None:
+        super().__init__(message)
+        self.path = None if path is None else str(path)
