@@ -38,6 +38,7 @@ from bcemb.models.io import load_model, load_transform
 from bcemb.models.sage import SageEncoder
 from bcemb.store import io as sio
 from bcemb.store.errors import IntegrityError, StoreError, UnknownIdsError, UnknownVersionError
+from bcemb.store.fingerprint import SpaceVectors, manifest_space
 from bcemb.store.manifest import Manifest, VersionEntry, read_manifest, read_pointer
 from bcemb.transforms import BackwardTransform, TransformChain
 
@@ -415,7 +416,8 @@ class EmbeddingStore:
             kind: ``"user"`` or ``"item"``.
 
         Returns:
-            The vectors, float32, in the order of ``ids``.
+            The vectors, float32, in the order of ``ids``: a :class:`SpaceVectors` array that
+            carries ``space`` and ``version`` (combining it with vectors of another space raises).
 
         Shapes:
             returns ``[len(ids), D_j]``.
@@ -427,7 +429,12 @@ class EmbeddingStore:
         j = self._version(version)
         rows = self.rows(ids, kind=kind)
         z = np.asarray(self._emb[kind][rows], dtype=np.float32)
-        return z if j == self.latest else z @ self.matrix(j).T
+        # Tagged with their space, so that mixing versions through the library raises.
+        return SpaceVectors(z if j == self.latest else z @ self.matrix(j).T, self.space(j), j)
+
+    def space(self, version: int | None = None) -> str:
+        """Fingerprint of the space of ver-``version`` vectors (see :mod:`bcemb.store.fingerprint`)."""
+        return str(manifest_space(self.manifest, self._version(version)))
 
     # ------------------------------------------------------------------ new nodes
 
