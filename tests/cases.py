@@ -26,10 +26,12 @@ def tiny_config(**overrides) -> ExperimentConfig:
 
 
 def tiny_context(graph, cache_dir=None, seed: int = 0, **overrides) -> tuple[ExperimentData, MethodContext]:
-    cfg = tiny_config(**overrides)
+    cfg = tiny_config(seed=seed, **overrides)
     data = ExperimentData(graph, times=cfg.times)
-    ctx = MethodContext(
-        data=data.version, sizes=cfg.sizes, feature_sizes=data.feature_sizes, config=cfg.train,
-        seed=seed, cache=ModelCache(cache_dir), show_progress=False,
-    )
+    ctx = data.method_context(cfg, cache=ModelCache(cache_dir), show_progress=False)
     return data, ctx
+
+
+def task(data: ExperimentData, ctx: MethodContext, k: int):
+    """The (objective, evaluator) pair of version ``k``."""
+    return ctx.task(k)

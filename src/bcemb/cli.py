@@ -97,7 +97,7 @@ def _config(profile: str, seed: int | None, device: str, sets: list[str] | None,
 def train(
     out: Annotated[Path, typer.Option(help="Run folder (rerun to resume).")],
     method: Annotated[str, typer.Option(help="One of the eight methods (bc-aligner, non-bc, ...).")] = "bc-aligner",
-    lam: Annotated[float, typer.Option(help="Alignment weight lambda (joint methods).")] = 16.0,
+    lam: Annotated[Optional[float], typer.Option(help="Alignment weight lambda of the joint methods (default: the configuration's `lam`, 16; same as --set lam=...).")] = None,
     dataset: DatasetOpt = "ml-100k",
     reviews: ReviewsOpt = None,
     meta: MetaOpt = None,
@@ -117,16 +117,17 @@ def train(
     from bcemb.utils import resolve_device
 
     try:
-        cfg = _config(profile, seed, device, sets, dataset=dataset,
+        cfg = _config(profile, seed, device, sets, dataset=dataset, lam=lam,
                       dataset_options=_dataset_options(dataset, reviews, meta, synthetic))
-        m = build_method(method, lam=lam)
+        m = build_method(method, lam=cfg.lam)
         data = ExperimentData(load_dataset(cfg.dataset, **cfg.dataset_options), times=cfg.times,
                               device=resolve_device(cfg.device))
         arts = train_method(data, m, cfg, out, show_progress=verbose)
     except (ValueError, KeyError, OSError) as err:
         _fail(err)
     for a in arts:
-        typer.echo(f"version {a.k}: Recall@50 {a.recall.get(50, float('nan')):.4f} (best epoch {a.best_epoch})")
+        shown = ", ".join(f"{n[:1].upper()}{n[1:]} {v:.4f}" for n, v in a.metrics.items() if n.endswith("@50")) or a.metrics
+        typer.echo(f"version {a.k}: {shown} (best epoch {a.best_epoch})")
     typer.echo(f"run written to {out}")
 
 
@@ -140,7 +141,7 @@ def benchmark(
     profile: ProfileOpt = "quick",
     methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods (default: all eight).")] = None,
     lams: Annotated[str, typer.Option(help="Lambda sweep for the joint methods; '' for none.")] = "1,2,4,8,16,32",
-    lam: Annotated[float, typer.Option(help="The default lambda.")] = 16.0,
+    lam: Annotated[Optional[float], typer.Option(help="The default lambda (default: the configuration's `lam`, 16).")] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "cpu",
     sets: SetOpt = None,
@@ -152,11 +153,11 @@ def benchmark(
     from bcemb.experiments.benchmark import run_benchmark
 
     try:
-        cfg = _config(profile, seed, device, sets, dataset=dataset,
+        cfg = _config(profile, seed, device, sets, dataset=dataset, lam=lam,
                       dataset_options=_dataset_options(dataset, reviews, meta, synthetic))
         rows = run_benchmark(
             cfg, out, methods=methods.split(",") if methods else None,
-            lams=[float(x) for x in lams.split(",") if x.strip()], lam=lam, show_progress=verbose,
+            lams=[float(x) for x in lams.split(",") if x.strip()], show_progress=verbose,
         )
     except (ValueError, KeyError, OSError) as err:
         _fail(err)
@@ -167,7 +168,7 @@ def benchmark(
 @app.command()
 def report(
     folder: Annotated[Path, typer.Argument(help="A benchmark folder.")],
-    lam: Annotated[float, typer.Option(help="The lambda of Table 3.")] = 16.0,
+    lam: Annotated[Optional[float], typer.Option(help="The lambda of Table 3 (default: the one the benchmark used).")] = None,
 ) -> None:
     """Write report.md with Table 3 and Figures 3-5 (PNG) from a benchmark folder."""
     from bcemb.evaluation.report import write_report

@@ -4,15 +4,17 @@ import torch
 from bcemb.methods import JOINT_METHODS, METHODS, Method, build_method
 from bcemb.registry import UnknownNameError
 from bcemb.training import Alignment, train_model
-from bcemb.losses import ALIGNMENT_LOSSES
+from bcemb.losses import multi_step_alignment, single_step_alignment
+from bcemb.methods.parts import Independent, JointFit, PostHocFit
 from bcemb.transforms import LinearTransform
 from cases import tiny_context
 
+S, M = single_step_alignment, multi_step_alignment
 EXPECTED = {
-    "fix-m0": (None, None), "finetune-m0": (None, None), "non-bc": (None, None),
-    "post-lin-sloss": ("single", "posthoc"), "post-lin-mloss": ("multi", "posthoc"),
-    "joint-notrans": ("single", "joint"), "joint-lin-sloss": ("single", "joint"),
-    "bc-aligner": ("multi", "joint"),
+    "fix-m0": (None, Independent), "finetune-m0": (None, Independent), "non-bc": (None, Independent),
+    "post-lin-sloss": (S, PostHocFit), "post-lin-mloss": (M, PostHocFit),
+    "joint-notrans": (S, JointFit), "joint-lin-sloss": (S, JointFit),
+    "bc-aligner": (M, JointFit),
 }
 
 
@@ -21,8 +23,11 @@ def test_registry_has_the_eight_methods_with_their_declarations():
     for name, (alignment, fitting) in EXPECTED.items():
         cls = METHODS.get(name)
         assert issubclass(cls, Method) and cls is not Method
-        assert (cls.alignment, cls.fitting) == (alignment, fitting)
+        assert cls.alignment is alignment and type(cls.fitting) is fitting
+        assert cls.label and cls.order > 0  # shown once, from the class
     assert set(JOINT_METHODS) == {"joint-notrans", "joint-lin-sloss", "bc-aligner"}
+    orders = [METHODS.get(n).order for n in METHODS.names()]
+    assert len(set(orders)) == len(orders)
 
 
 def test_registry_synonyms_and_errors():
@@ -75,18 +80,15 @@ def test_training_step_changes_only_current_model_and_transform(toy_graph, tmp_p
     history.append(method.fit_version(1, ctx, history))
     frozen_models = [{k: v.clone() for k, v in a.model.state_dict().items()} for a in history]
     frozen_b1 = history[1].transform.weight.detach().clone()
-    v2 = data.version(2)
-    from bcemb.models import SageEncoder
-
-    model = SageEncoder(ctx.sage_config(2))
+    objective, evaluator = ctx.task(2)
+    model = ctx.new_model(2)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     b2 = LinearTransform(model.dim, history[1].model.dim)
     b2_before = b2.weight.detach().clone()
-    with torch.no_grad():
-        prev_user, prev_item = history[1].model(v2.train_graph)
-    align = Alignment(b2, ALIGNMENT_LOSSES["multi"], [history[1].transform], prev_user, prev_item, 16.0)
+    target = objective.embed(history[1].model)
+    align = Alignment(b2, multi_step_alignment, [history[1].transform], target, 16.0)
     ctx.config.epochs = 1
-    train_model(model, v2, ctx.config, generator=torch.Generator().manual_seed(seed), alignment=align)
+    train_model(model, objective, evaluator, ctx.config, generator=torch.Generator().manual_seed(seed), alignment=align)
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not torch.equal(b2.weight, b2_before)
     for a, frozen in zip(history, frozen_models, strict=True):
@@ -101,3 +103,20 @@ def test_bad_arguments(toy_graph, tmp_path):
         build_method("non-bc").fit_version(1, ctx, [])
     with pytest.raises(ValueError, match="lam"):
         build_method("bc-aligner", lam=-1).fit_version(0, ctx, [])
+
+
+def test_model_cache_refuses_another_configuration(tmp_path):
+    from bcemb.methods import ModelCache
+
+    ModelCache(tmp_path / "cache", {"seed": 0, "sizes": [[1, 8]]})
+    ModelCache(tmp_path / "cache", {"seed": 0, "sizes": [[1, 8]]})  # same: reused
+    with pytest.raises(ValueError, match="differs in: seed"):
+        ModelCache(tmp_path / "cache", {"seed": 1, "sizes": [[1, 8]]})
+
+
+def test_method_info_is_declared_once_on_the_class():
+    from bcemb.methods import KEEP_ALL, method_info, method_order
+
+    assert method_order()[0] == "fix-m0" and method_order()[-1] == "bc-aligner"
+    assert method_info("bc-aligner").label == "BC-Aligner"
+    assert method_info(KEEP_ALL).label == "Keep-All"

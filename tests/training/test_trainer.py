@@ -1,19 +1,20 @@
 import torch
 
-from bcemb.models import SageEncoder
-from bcemb.training import evaluate_model, train_model
+from bcemb.evaluation.intended import RecallEvaluator
+from bcemb.training import train_model
 from cases import tiny_context
 
 
 def test_trained_model_ranks_clearly_better_than_random(toy_graph, seed):
     data, ctx = tiny_context(toy_graph, seed=seed)
     v0 = data.version(0)
+    objective, evaluator = ctx.task(0)
     torch.manual_seed(seed)
-    model = SageEncoder(ctx.sage_config(2))
-    random_recall = evaluate_model(model, v0, (20,))[20]
+    model = ctx.new_model(2)
+    random_recall = RecallEvaluator(v0, (20,), 20)(model)["recall@20"]
     ctx.config.epochs, ctx.config.eval_every = 12, 4
-    out = train_model(model, v0, ctx.config, generator=torch.Generator().manual_seed(seed))
-    assert out.recall[20] == evaluate_model(model, v0, (10, 20, 50))[20]  # best epoch restored
+    out = train_model(model, objective, evaluator, ctx.config, generator=torch.Generator().manual_seed(seed))
+    assert out.recall[20] == RecallEvaluator(v0, (10, 20, 50))(model)["recall@20"]  # best epoch restored
     # Chance level of Recall@20 over ~120 items is about 20/120.
     n_items = v0.train_graph.num_items
     assert out.recall[20] > 1.5 * 20 / n_items
@@ -27,8 +28,9 @@ def test_same_seed_reproduces_training_bit_for_bit(toy_graph):
     states = []
     for _ in range(2):
         torch.manual_seed(0)
-        model = SageEncoder(ctx.sage_config(1))
-        train_model(model, data.version(1), ctx.config, generator=torch.Generator().manual_seed(0))
+        model = ctx.new_model(1)
+        objective, evaluator = ctx.task(1)
+        train_model(model, objective, evaluator, ctx.config, generator=torch.Generator().manual_seed(0))
         states.append(model.state_dict())
     for key, value in states[0].items():
         assert torch.equal(value, states[1][key]), key

@@ -4,10 +4,12 @@ ver-0 compatible embeddings at later times (PROTOCOL section 6)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +17,6 @@ from torch import Tensor
 
 from bcemb.data.consumer_tasks import TASKS, ConsumerTasks, TaskData
 from bcemb.evaluation.metrics import roc_auc
-from bcemb.experiments.config import ConsumerConfig
 from bcemb.models.io import read_tensors, save_module
 from bcemb.models.mlp import ConsumerMLP
 from bcemb.seeding import derive_seed
@@ -23,7 +24,35 @@ from bcemb.utils import progress, read_json, write_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["task_inputs", "fit_consumer", "ConsumerSuite"]
+
+@dataclass
+class ConsumerConfig:
+    """How the consumer MLPs of the unintended tasks are trained (PROTOCOL section 6).
+
+    Attributes:
+        hidden: Hidden sizes to choose from on validation.
+        dropout: Dropout ratios to choose from on validation.
+        seeds: Seeds whose test ROC-AUC is averaged.
+        epochs: Maximum epochs.
+        patience: Early stopping after this many epochs without a better validation AUC.
+        batch_size: Mini-batch size.
+        lr: Adam learning rate.
+    """
+
+    hidden: tuple[int, ...] = (128, 256, 512, 1024)
+    dropout: tuple[float, ...] = (0.0, 0.25, 0.5)
+    seeds: int = 10
+    epochs: int = 300
+    patience: int = 20
+    batch_size: int = 2048
+    lr: float = 1e-3
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return dataclasses.asdict(self)
+
+
+__all__ = ["ConsumerConfig", "task_inputs", "fit_consumer", "ConsumerSuite"]
 
 #: ``k -> (user_emb, item_emb)``: ver-0 (or ver-0 compatible) embeddings at ``t_k``.
 EmbeddingsAt = Callable[[int], tuple[Tensor, Tensor]]

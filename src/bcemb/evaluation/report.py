@@ -14,22 +14,13 @@ import pandas as pd  # noqa: E402
 
 from bcemb.data.consumer_tasks import TASKS  # noqa: E402
 from bcemb.evaluation.summary import KEEP_ALL, PAPER_TABLE3, per_version, table3  # noqa: E402
+from bcemb.methods import joint_methods, method_info, method_order  # noqa: E402
 from bcemb.utils import atomic_write_bytes, read_json  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["write_report", "METHOD_ORDER", "LABELS"]
+__all__ = ["write_report"]
 
-METHOD_ORDER = [
-    "fix-m0", "finetune-m0", "non-bc", "post-lin-sloss", "post-lin-mloss",
-    "joint-notrans", "joint-lin-sloss", "bc-aligner",
-]
-LABELS = {
-    "keep-all": "Keep-All", "fix-m0": "Fix-M0", "finetune-m0": "Finetune-M0", "non-bc": "Non-BC",
-    "post-lin-sloss": "Post-Lin-SLoss", "post-lin-mloss": "Post-Lin-MLoss",
-    "joint-notrans": "Joint-NoTrans", "joint-lin-sloss": "Joint-Lin-SLoss", "bc-aligner": "BC-Aligner",
-}
-SWEEP_METHODS = ["joint-notrans", "joint-lin-sloss", "bc-aligner"]
 METRIC_TITLES = {
     "intended": "(1) intended-task degradation (%)",
     "unintended": "(2) unintended-task degradation (%)",
@@ -39,7 +30,7 @@ METRIC_TITLES = {
 
 def _default_rows(frame: pd.DataFrame, lam: float) -> pd.DataFrame:
     """Rows of every method at the default lambda (non-joint methods have one lambda)."""
-    joint = frame["method"].isin(SWEEP_METHODS)
+    joint = frame["method"].isin(joint_methods())
     return frame[~joint | (frame["lam"] == lam)]
 
 
@@ -54,13 +45,13 @@ def _table_md(t3: pd.DataFrame, lam: float) -> str:
         "| paper (1) | paper (2) | paper (1)+(2) | paper (3) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for m in ["keep-all", *METHOD_ORDER]:
+    for m in [KEEP_ALL, *method_order()]:
         if m not in t.index:
             continue
         r = t.loc[m]
         paper = PAPER_TABLE3.get(m, (0.0, 0.0, 0.0, 0.0))
         lines.append(
-            f"| {LABELS[m]} | {_fmt(r['intended'])} | {_fmt(r['unintended'])} | {_fmt(r['sum'])} "
+            f"| {method_info(m).label} | {_fmt(r['intended'])} | {_fmt(r['unintended'])} | {_fmt(r['sum'])} "
             f"| {_fmt(r['align_error'])} | {_fmt(100 * r['recall'])} | {_fmt(100 * r['auc'])} "
             f"| {paper[0]:.2f} | {paper[1]:.2f} | {paper[2]:.2f} | {paper[3]:.2f} |"
         )
@@ -80,11 +71,11 @@ def _figure3(pv: pd.DataFrame, lam: float, path: Path) -> None:
     pv = _default_rows(pv, lam)
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
     for ax, (col, title) in zip(axes, METRIC_TITLES.items(), strict=True):
-        for m in METHOD_ORDER:
+        for m in method_order():
             g = pv[pv["method"] == m].sort_values("version")
             if len(g):
-                style = "-o" if m == "bc-aligner" else "--."
-                ax.plot(g["version"], g[col], style, label=LABELS[m], linewidth=2.2 if m == "bc-aligner" else 1.2)
+                info = method_info(m)
+                ax.plot(g["version"], g[col], label=info.label, **{"linewidth": 1.2, **info.style})
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("version k (time t_k)")
         ax.xaxis.get_major_locator().set_params(integer=True)
@@ -98,13 +89,14 @@ def _figure4(lam: float, path: Path, rows: pd.DataFrame) -> None:
     fig, axes = plt.subplots(1, len(TASKS), figsize=(18, 3.8))
     auc = rows[rows["metric"] == "auc"].groupby(["method", "lam", "task", "version"], dropna=False)["value"].mean().reset_index()
     for ax, task in zip(axes, TASKS, strict=True):
-        for m, style in ((KEEP_ALL, "-s"), ("bc-aligner", "-o"), ("non-bc", ":x")):
+        for m in (KEEP_ALL, "bc-aligner", "non-bc"):
             g = auc[(auc["method"] == m) & (auc["task"] == task)]
             if m != KEEP_ALL:
                 g = g[g["lam"] == lam] if m == "bc-aligner" else g
             g = g.sort_values("version")
             if len(g):
-                ax.plot(g["version"], g["value"], style, label=LABELS[m])
+                info = method_info(m)
+                ax.plot(g["version"], g["value"], label=info.label, **info.style)
         ax.set_title(task.replace("_", " "), fontsize=10)
         ax.set_xlabel("version k")
         ax.xaxis.get_major_locator().set_params(integer=True)
@@ -116,14 +108,16 @@ def _figure4(lam: float, path: Path, rows: pd.DataFrame) -> None:
 
 
 def _figure5(t3: pd.DataFrame, path: Path) -> bool:
-    sweep = t3[t3["method"].isin(SWEEP_METHODS)]
+    sweep = t3[t3["method"].isin(joint_methods())]
     if sweep.groupby("method")["lam"].nunique().max() < 2:
         return False
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
     for ax, (col, title) in zip(axes, METRIC_TITLES.items(), strict=True):
-        for m in SWEEP_METHODS:
+        for m in joint_methods():
             g = sweep[sweep["method"] == m].sort_values("lam")
-            ax.plot(g["lam"], g[col], "-o", label=LABELS[m])
+            if len(g):
+                info = method_info(m)
+                ax.plot(g["lam"], g[col], label=info.label, **info.style)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("lambda")
         ax.set_title(title, fontsize=10)
@@ -134,14 +128,19 @@ def _figure5(t3: pd.DataFrame, path: Path) -> bool:
     return True
 
 
-def write_report(folder: str | Path, *, lam: float = 16.0) -> Path:
-    """Write ``report.md``, ``table3.csv``, ``per_version.csv`` and the figures into ``folder``."""
+def write_report(folder: str | Path, *, lam: float | None = None) -> Path:
+    """Write ``report.md``, ``table3.csv``, ``per_version.csv`` and the figures into ``folder``.
+
+    ``lam`` is the lambda of Table 3 (None: the one the benchmark was run with).
+    """
     folder = Path(folder)
     results = folder / "results.parquet"
     if not results.is_file():
         raise FileNotFoundError(f"no results in {folder}: run `bcemb benchmark --out {folder}` first")
     rows = pd.read_parquet(results)
     meta = read_json(folder / "benchmark.json") if (folder / "benchmark.json").is_file() else {}
+    if lam is None:
+        lam = float(meta.get("config", {}).get("lam", 16.0))
     pv = per_version(rows)
     t3 = table3(rows)
     atomic_write_bytes(folder / "table3.csv", t3.to_csv(index=False).encode())
@@ -151,10 +150,10 @@ def write_report(folder: str | Path, *, lam: float = 16.0) -> Path:
     has5 = _figure5(t3, folder / "figure5_lambda.png")
     cfg = meta.get("config", {})
     env = meta.get("environment", {})
-    t3l = t3[t3["method"].isin(SWEEP_METHODS)].sort_values(["method", "lam"])
+    t3l = t3[t3["method"].isin(joint_methods())].sort_values(["method", "lam"])
     sweep_md = "\n".join(
         ["| method | lambda | (1) | (2) | (1)+(2) | (3) |", "|---|---|---|---|---|---|"]
-        + [f"| {LABELS[r.method]} | {r.lam:g} | {_fmt(r.intended)} | {_fmt(r.unintended)} | {_fmt(r['sum'])} "
+        + [f"| {method_info(r.method).label} | {r.lam:g} | {_fmt(r.intended)} | {_fmt(r.unintended)} | {_fmt(r['sum'])} "
            f"| {_fmt(r.align_error)} |" for _, r in t3l.iterrows()]
     )
     ref = t3[t3["method"] == KEEP_ALL]

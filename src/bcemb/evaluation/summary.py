@@ -6,10 +6,9 @@ import numpy as np
 import pandas as pd
 
 from bcemb.evaluation.metrics import relative_change
+from bcemb.methods import KEEP_ALL
 
 __all__ = ["per_version", "table3", "PAPER_TABLE3", "KEEP_ALL"]
-
-KEEP_ALL = "keep-all"
 
 #: The paper's Table 3 on Amazon Musical Instruments, in %, and the L2 alignment error.
 PAPER_TABLE3: dict[str, tuple[float, float, float, float]] = {

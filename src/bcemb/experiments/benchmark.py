@@ -23,7 +23,7 @@ from bcemb.evaluation.metrics import alignment_error
 from bcemb.experiments.config import ExperimentConfig
 from bcemb.experiments.context import ExperimentData
 from bcemb.experiments.training_run import train_method
-from bcemb.methods import JOINT_METHODS, METHODS, VersionArtifact, build_method
+from bcemb.methods import KEEP_ALL, METHODS, VersionArtifact, build_method, joint_methods, method_order
 from bcemb.transforms import TransformChain
 from bcemb.utils import environment, progress, resolve_device, write_json
 
@@ -31,14 +31,13 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["run_benchmark", "run_dir_name", "KEEP_ALL", "PAPER_LAMS"]
 
-KEEP_ALL = "keep-all"
 PAPER_LAMS: tuple[float, ...] = (1, 2, 4, 8, 16, 32)
 ROW_COLUMNS = ["method", "lam", "version", "task", "seed", "metric", "value"]
 
 
 def run_dir_name(method: str, lam: float) -> str:
     """Folder of one (method, lambda) run below ``OUT/runs``."""
-    return f"{method}/lam={lam:g}" if method in JOINT_METHODS else method
+    return f"{method}/lam={lam:g}" if method in joint_methods() else method
 
 
 def _jobs(methods: Sequence[str], lams: Sequence[float], default_lam: float) -> list[tuple[str, float]]:
@@ -47,7 +46,7 @@ def _jobs(methods: Sequence[str], lams: Sequence[float], default_lam: float) -> 
         names.insert(0, "non-bc")
     jobs = [(m, default_lam) for m in names]
     for m in names:
-        if m in JOINT_METHODS:
+        if m in joint_methods():
             jobs += [(m, float(lam)) for lam in lams if float(lam) != default_lam]
     return jobs
 
@@ -62,7 +61,7 @@ def run_benchmark(
     *,
     methods: Sequence[str] | None = None,
     lams: Sequence[float] = (),
-    lam: float = 16.0,
+    lam: float | None = None,
     show_progress: bool | None = None,
 ) -> pd.DataFrame:
     """Train every method (and the lambda sweep), train consumers, compute the metrics.
@@ -72,19 +71,22 @@ def run_benchmark(
         out: The benchmark folder; rerunning with the same folder resumes.
         methods: Registry names (default: all eight).
         lams: Extra lambdas for the joint methods (Figure 5).
-        lam: The default lambda (16 in the paper).
+        lam: The default lambda (None: ``config.lam``, 16 in the paper).
         show_progress: Progress bars (None: on when logging at INFO).
 
     Returns:
         All result rows (also written to ``OUT/results.parquet``).
     """
+    if lam is not None:
+        config.lam = float(lam)
     config.validate()
+    lam = config.lam
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     graph = load_dataset(config.dataset, **config.dataset_options)
     data = ExperimentData(graph, times=config.times, device=device)
-    jobs = _jobs(methods or METHODS.names(), lams, float(lam))
+    jobs = _jobs(methods or method_order(), lams, float(lam))
     write_json(
         out / "benchmark.json",
         {"config": config.to_dict(), "jobs": [[m, lm] for m, lm in jobs], "graph": repr(graph),
@@ -131,8 +133,8 @@ def run_benchmark(
 def _intended_rows(name: str, lam: float, arts: Sequence[VersionArtifact]) -> list[dict]:
     return [
         {"method": name, "lam": lam, "version": a.k, "task": "intended", "seed": -1,
-         "metric": f"recall@{k}", "value": v}
-        for a in arts for k, v in a.recall.items()
+         "metric": metric, "value": v}
+        for a in arts for metric, v in a.metrics.items()
     ]
 
 

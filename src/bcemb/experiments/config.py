@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bcemb.data.splits import DEFAULT_TIMES
+from bcemb.evaluation.consumer import ConsumerConfig
 from bcemb.training.config import TrainConfig
 
 __all__ = ["SIZE_TABLES", "PROFILES", "ConsumerConfig", "ExperimentConfig", "profile_config", "apply_overrides"]
@@ -31,33 +32,6 @@ SIZE_TABLES: dict[str, tuple[tuple[int, int], ...]] = {
     # eighth of the width.
     "quick": ((2, 32), (2, 40), (3, 48), (3, 56), (3, 64)),
 }
-
-
-@dataclass
-class ConsumerConfig:
-    """How the consumer MLPs of the unintended tasks are trained (PROTOCOL section 6).
-
-    Attributes:
-        hidden: Hidden sizes to choose from on validation.
-        dropout: Dropout ratios to choose from on validation.
-        seeds: Seeds whose test ROC-AUC is averaged.
-        epochs: Maximum epochs.
-        patience: Early stopping after this many epochs without a better validation AUC.
-        batch_size: Mini-batch size.
-        lr: Adam learning rate.
-    """
-
-    hidden: tuple[int, ...] = (128, 256, 512, 1024)
-    dropout: tuple[float, ...] = (0.0, 0.25, 0.5)
-    seeds: int = 10
-    epochs: int = 300
-    patience: int = 20
-    batch_size: int = 2048
-    lr: float = 1e-3
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return dataclasses.asdict(self)
 
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -91,6 +65,8 @@ class ExperimentConfig:
         consumer: Consumer hyperparameters.
         seed: Base seed; every model and consumer seed derives from it.
         device: ``cpu``, ``cuda`` or ``auto``.
+        lam: Weight of the alignment loss of the joint methods (16 in the paper).
+        model: Registered embedding model (:data:`bcemb.models.MODELS`).
     """
 
     dataset: str = "ml-100k"
@@ -102,6 +78,8 @@ class ExperimentConfig:
     consumer: ConsumerConfig = field(default_factory=ConsumerConfig)
     seed: int = 0
     device: str = "cpu"
+    lam: float = 16.0
+    model: str = "sage"
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first inconsistent setting."""
@@ -110,6 +88,8 @@ class ExperimentConfig:
             raise ValueError(
                 f"{len(self.times) - 1} versions need {len(self.times) - 1} sizes, got {len(self.sizes)}"
             )
+        if not self.lam >= 0:
+            raise ValueError(f"lam must be >= 0, got {self.lam}")
         if any(len(s) != 2 for s in self.sizes) or any(layers < 1 or dim < 1 for layers, dim in self.sizes):
             raise ValueError(f"sizes must be positive, got {self.sizes}")
 
@@ -125,7 +105,14 @@ class ExperimentConfig:
             "consumer": self.consumer.to_dict(),
             "seed": self.seed,
             "device": self.device,
+            "lam": self.lam,
+            "model": self.model,
         }
+
+    def model_fingerprint(self) -> dict[str, Any]:
+        """What trained models depend on (not the method or lambda: those are in cache keys)."""
+        d = self.to_dict()
+        return {k: d[k] for k in ("dataset", "dataset_options", "times", "sizes", "train", "seed", "model")}
 
 
 def profile_config(profile: str, **overrides: Any) -> ExperimentConfig:

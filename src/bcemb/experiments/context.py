@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
+from typing import TYPE_CHECKING
 
 import torch
 
 from bcemb.data.consumer_tasks import ConsumerTasks
 from bcemb.data.graph import EvolvingGraph
 from bcemb.data.splits import DEFAULT_TIMES, TimeSlices
+from bcemb.models.base import build_model
 from bcemb.models.graph_input import GraphInput
-from bcemb.training.trainer import VersionData
+from bcemb.evaluation.intended import RecallEvaluator
+from bcemb.training import BPRObjective, Evaluator, Objective, VersionData
+
+if TYPE_CHECKING:
+    from bcemb.experiments.config import ExperimentConfig
+    from bcemb.methods import MethodContext, ModelCache
 
 __all__ = ["ExperimentData"]
 
@@ -50,6 +57,36 @@ class ExperimentData:
     def version(self, k: int) -> VersionData:
         """Tensors of version ``k`` (cached)."""
         return self._version(k)
+
+    def task(self, k: int, config: ExperimentConfig) -> tuple[Objective, Evaluator]:
+        """The intended task of version ``k``: BPR and validation Recall@K."""
+        data = self.version(k)
+        t = config.train
+        return BPRObjective(data, weight_decay=t.weight_decay), RecallEvaluator(data, t.ks, t.primary_k)
+
+    def new_model(self, config: ExperimentConfig, size_index: int) -> torch.nn.Module:
+        """A fresh ``config.model`` of the size-table row ``size_index`` for this graph."""
+        layers, dim = config.sizes[size_index]
+        spec = {"model": config.model, "num_layers": int(layers), "dim": int(dim),
+                "feature_sizes": dict(self.feature_sizes)}
+        return build_model(spec).to(self.device)
+
+    def method_context(
+        self, config: ExperimentConfig, *, cache: ModelCache | None = None, show_progress: bool | None = None
+    ) -> MethodContext:
+        """What a method needs to train versions on this graph under ``config``."""
+        from bcemb.methods import MethodContext, ModelCache
+
+        return MethodContext(
+            task=lambda k: self.task(k, config),
+            new_model=lambda i: self.new_model(config, i),
+            dims=[int(dim) for _, dim in config.sizes],
+            config=config.train,
+            seed=config.seed,
+            cache=cache if cache is not None else ModelCache(None),
+            show_progress=show_progress,
+            device=self.device,
+        )
 
     def _build_version(self, k: int) -> VersionData:
         g, split = self.graph, self.slices.split(k)

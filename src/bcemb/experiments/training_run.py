@@ -1,85 +1,65 @@
 """Train one method's versions 0..K into a run folder, resuming finished versions.
 
-Layout of a run folder (the store publishes from it)::
-
-    RUN/config.json                     resolved configuration, method, seed, library versions
-    RUN/graph/                          the evolving graph (bcemb.data.io)
-    RUN/version_<k>/model.safetensors   M_k
-    RUN/version_<k>/transform.safetensors  B_k (k >= 1)
-    RUN/version_<k>/embeddings.safetensors user_emb [U_k, D_k], item_emb [I_k, D_k] on the graph at t_k
-    RUN/version_<k>/metrics.json        validation Recall@K, best epoch, seconds
-    RUN/version_<k>/curve.csv           the training curve
-    RUN/version_<k>/done.json           written last: the version is finished
+The folder's layout is owned by :mod:`bcemb.run_folder` (the store publishes from it).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
-import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import save as st_save
 
+from bcemb import run_folder as rf
 from bcemb.experiments.config import ExperimentConfig
 from bcemb.experiments.context import ExperimentData
-from bcemb.methods import Method, MethodContext, ModelCache, VersionArtifact
-from bcemb.models.io import load_model, load_transform, read_tensors, save_module
-from bcemb.utils import atomic_write_bytes, environment, read_json, write_json
+from bcemb.methods import Method, ModelCache, VersionArtifact
+from bcemb.models.io import load_model, load_transform, save_model, save_module
+from bcemb.utils import environment
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["train_method", "load_run_versions", "load_embeddings", "version_dir"]
 
-
-def version_dir(run: Path, k: int) -> Path:
-    """Folder of version ``k`` in a run."""
-    return Path(run) / f"version_{k}"
+version_dir = rf.version_dir
 
 
 def _save_version(vdir: Path, art: VersionArtifact, data: ExperimentData, method: Method) -> None:
-    save_module(vdir / "model.safetensors", art.model, art.model.config.to_dict())
+    save_model(vdir / rf.MODEL, art.model)
     if art.transform is not None:
-        save_module(vdir / "transform.safetensors", art.transform, art.transform.to_config())
+        save_module(vdir / rf.TRANSFORM, art.transform, art.transform.to_config())
     with torch.no_grad():
         user_emb, item_emb = art.model.eval()(data.version(art.k).embed_graph)
-    atomic_write_bytes(
-        vdir / "embeddings.safetensors",
-        st_save({"user_emb": user_emb.contiguous().cpu(), "item_emb": item_emb.contiguous().cpu()}),
-    )
-    write_json(
-        vdir / "metrics.json",
+    rf.write_embeddings(vdir, {"user_emb": user_emb, "item_emb": item_emb})
+    rf.write_version_record(
+        vdir,
         {
             "k": art.k,
             "method": method.name,
+            "metrics": art.metrics,
             "recall": {str(k): v for k, v in art.recall.items()},
             "best_epoch": art.best_epoch,
             "seconds": art.seconds,
             "model_key": art.model_key,
             "reused_model": art.reused,
             "dim": art.model.dim,
-            "layers": art.model.config.num_layers,
+            "model": art.model.to_config(),
         },
+        art.curve,
     )
-    if art.curve:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(art.curve[0]))
-        writer.writeheader()
-        writer.writerows(art.curve)
-        atomic_write_bytes(vdir / "curve.csv", buf.getvalue().encode())
-    write_json(vdir / "done.json", {"k": art.k, "finished": time.time()})
+    rf.mark_done(vdir, art.k)
 
 
-def _load_version(vdir: Path, k: int, device: torch.device) -> VersionArtifact:
-    metrics = read_json(vdir / "metrics.json")
-    transform = load_transform(vdir / "transform.safetensors").to(device) if k > 0 else None
+def _load_version(run: Path, k: int, device: torch.device) -> VersionArtifact:
+    vdir = rf.version_dir(run, k)
+    metrics = rf.read_metrics(run, k)
+    transform = load_transform(vdir / rf.TRANSFORM).to(device) if k > 0 else None
+    values = metrics.get("metrics") or {f"recall@{kk}": v for kk, v in metrics.get("recall", {}).items()}
     return VersionArtifact(
         k=k,
-        model=load_model(vdir / "model.safetensors", device=device),
+        model=load_model(vdir / rf.MODEL, device=device),
         transform=transform,
-        recall={int(kk): v for kk, v in metrics["recall"].items()},
+        metrics={str(n): float(v) for n, v in values.items()},
         best_epoch=int(metrics["best_epoch"]),
         seconds=float(metrics.get("seconds", 0.0)),
         model_key=metrics.get("model_key", ""),
@@ -89,18 +69,12 @@ def _load_version(vdir: Path, k: int, device: torch.device) -> VersionArtifact:
 
 def load_run_versions(run: str | Path, *, device: str | torch.device = "cpu") -> list[VersionArtifact]:
     """Every finished version of a run folder, in order."""
-    run = Path(run)
-    out = []
-    k = 0
-    while (version_dir(run, k) / "done.json").is_file():
-        out.append(_load_version(version_dir(run, k), k, torch.device(device)))
-        k += 1
-    return out
+    return [_load_version(Path(run), k, torch.device(device)) for k in rf.finished_versions(run)]
 
 
 def load_embeddings(run: str | Path, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(user_emb, item_emb)`` of version ``k`` of a run."""
-    tensors, _ = read_tensors(version_dir(Path(run), k) / "embeddings.safetensors")
+    tensors = rf.read_embeddings(run, k)
     return tensors["user_emb"], tensors["item_emb"]
 
 
@@ -115,6 +89,9 @@ def train_method(
 ) -> list[VersionArtifact]:
     """Train (or resume) versions ``0..K`` of ``method`` and write them to ``out``.
 
+    A folder made by another configuration is refused (:class:`bcemb.run_folder.RunFolderError`),
+    and so is a second process training into the same folder.
+
     Args:
         data: The experiment data (graph, slices, version tensors).
         method: The method instance.
@@ -124,30 +101,25 @@ def train_method(
         show_progress: Progress bars (None: on when logging at INFO).
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    record = {**config.to_dict(), **method.to_config(), "environment": environment()}
-    write_json(out / "config.json", record)
-    if not (out / "graph" / "edges.parquet").is_file():
-        from bcemb.data.io import save_graph
+    with rf.lock(out):
+        rf.claim(out, {**config.to_dict(), **method.to_config(), "environment": environment()})
+        if not (out / "graph" / "edges.parquet").is_file():
+            from bcemb.data.io import save_graph
 
-        save_graph(data.graph, out / "graph")
-    ctx = MethodContext(
-        data=data.version,
-        sizes=config.sizes,
-        feature_sizes=data.feature_sizes,
-        config=config.train,
-        seed=config.seed,
-        cache=ModelCache(cache_dir if cache_dir is not None else out / "cache"),
-        show_progress=show_progress,
-    )
-    history: list[VersionArtifact] = []
-    for k in range(data.num_versions):
-        vdir = version_dir(out, k)
-        if (vdir / "done.json").is_file():
-            art = _load_version(vdir, k, data.device)
-            logger.info("%s v%d: finished earlier, loaded from %s", method.name, k, vdir)
-        else:
-            art = method.fit_version(k, ctx, history)
-            _save_version(vdir, art, data, method)
-        history.append(art)
+            save_graph(data.graph, out / "graph")
+        ctx = data.method_context(
+            config,
+            cache=ModelCache(cache_dir if cache_dir is not None else out / "cache", config.model_fingerprint()),
+            show_progress=show_progress,
+        )
+        history: list[VersionArtifact] = []
+        for k in range(data.num_versions):
+            vdir = rf.version_dir(out, k)
+            if (vdir / rf.DONE).is_file():
+                art = _load_version(out, k, data.device)
+                logger.info("%s v%d: finished earlier, loaded from %s", method.name, k, vdir)
+            else:
+                art = method.fit_version(k, ctx, history)
+                _save_version(vdir, art, data, method)
+            history.append(art)
     return history

@@ -1,10 +1,27 @@
-"""The eight methods of the paper behind one registry (keys are the paper's labels)."""
+"""The eight methods of the paper behind one registry (keys are the paper's labels).
+
+Each method declares its parts (init, transform, alignment loss, fitting) and how it is shown
+(label, order, plot style) once, on its class; reports and the benchmark read them from here.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
 
 from bcemb.methods.base import Method, MethodContext, ModelCache, VersionArtifact
 from bcemb.methods.baselines import FinetuneM0, FixM0, NonBC
 from bcemb.methods.joint import BCAligner, Joint, JointLinSLoss, JointNoTrans
+from bcemb.methods.parts import (
+    Fitting,
+    Fresh,
+    FromPrevious,
+    Independent,
+    Init,
+    JointFit,
+    PostHocFit,
+    ReuseFirst,
+)
 from bcemb.methods.posthoc import PostHoc, PostLinMLoss, PostLinSLoss
 from bcemb.registry import Registry
 
@@ -19,8 +36,41 @@ METHODS.register("joint-notrans", synonyms=("joint-notrans-sloss", "joint_notran
 METHODS.register("joint-lin-sloss", synonyms=("joint-linear-sloss", "joint_linear_sloss"))(JointLinSLoss)
 METHODS.register("bc-aligner", synonyms=("joint-lin-mloss", "joint-linear-mloss", "joint_linear_mloss"))(BCAligner)
 
-#: Methods whose ``lam`` matters (the lambda sweep of Figure 5).
-JOINT_METHODS = tuple(name for name in METHODS.names() if METHODS.get(name).fitting == "joint")
+#: The reference row of every table: not a method to train, but shown like one.
+KEEP_ALL = "keep-all"
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """How a method (or Keep-All) is labelled, ordered and drawn."""
+
+    name: str
+    label: str
+    order: int
+    style: dict[str, Any] = field(default_factory=dict)
+
+
+def method_info(name: str) -> MethodInfo:
+    """Label, order and plot style of a registered method or of Keep-All."""
+    if name == KEEP_ALL:
+        return MethodInfo(KEEP_ALL, "Keep-All", 0, {"color": "black", "marker": "s", "linestyle": "-"})
+    cls = METHODS.get(name)
+    return MethodInfo(cls.name, cls.label, cls.order, dict(cls.style))
+
+
+def method_order() -> list[str]:
+    """Registered method names in table order."""
+    return sorted(METHODS.names(), key=lambda n: METHODS.get(n).order)
+
+
+def joint_methods() -> tuple[str, ...]:
+    """Methods whose ``lam`` matters (the lambda sweep of Figure 5), in table order."""
+    return tuple(n for n in method_order() if METHODS.get(n).fitting.uses_lam)
+
+
+#: Methods whose ``lam`` matters, at import time (extra methods registered later: use
+#: :func:`joint_methods`).
+JOINT_METHODS = joint_methods()
 
 
 def build_method(name: str, *, lam: float = 16.0) -> Method:
@@ -30,20 +80,33 @@ def build_method(name: str, *, lam: float = 16.0) -> Method:
 
 __all__ = [
     "JOINT_METHODS",
+    "KEEP_ALL",
     "METHODS",
     "BCAligner",
     "FinetuneM0",
+    "Fitting",
     "FixM0",
+    "Fresh",
+    "FromPrevious",
+    "Independent",
+    "Init",
     "Joint",
+    "JointFit",
     "JointLinSLoss",
     "JointNoTrans",
     "Method",
     "MethodContext",
+    "MethodInfo",
     "ModelCache",
     "NonBC",
     "PostHoc",
+    "PostHocFit",
     "PostLinMLoss",
     "PostLinSLoss",
+    "ReuseFirst",
     "VersionArtifact",
     "build_method",
+    "joint_methods",
+    "method_info",
+    "method_order",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bcemb.methods.base import Method
+from bcemb.methods.parts import FromPrevious, ReuseFirst
 
 __all__ = ["FixM0", "FinetuneM0", "NonBC"]
 
@@ -14,7 +15,10 @@ class FixM0(Method):
     """
 
     name = "fix-m0"
-    init = "reuse-m0"
+    label = "Fix-M0"
+    order = 1
+    style = {"color": "tab:gray", "marker": "v", "linestyle": "--"}
+    init = ReuseFirst()
 
     def size_index(self, k: int) -> int:
         return 0
@@ -27,7 +31,10 @@ class FinetuneM0(Method):
     """Finetune-M0: ``M_k`` starts from ``M_{k-1}`` (``M_0``'s architecture) and trains on ``E_k``."""
 
     name = "finetune-m0"
-    init = "previous"
+    label = "Finetune-M0"
+    order = 2
+    style = {"color": "tab:brown", "marker": "^", "linestyle": "--"}
+    init = FromPrevious()
 
     def size_index(self, k: int) -> int:
         return 0
@@ -40,3 +47,6 @@ class NonBC(Method):
     """Non-BC: ``M_k`` trained independently; consumers get its first ``D_0`` coordinates."""
 
     name = "non-bc"
+    label = "Non-BC"
+    order = 3
+    style = {"color": "tab:red", "marker": "x", "linestyle": ":"}

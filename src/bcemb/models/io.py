@@ -11,17 +11,23 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from bcemb.models.sage import SageConfig, SageEncoder
+from bcemb.models import sage as _sage  # noqa: F401  (registers GraphSAGE)
+from bcemb.models.base import build_model
 from bcemb.transforms import BackwardTransform, build_transform
 from bcemb.utils import atomic_write_bytes
 
-__all__ = ["save_module", "load_model", "load_transform", "read_tensors"]
+__all__ = ["save_module", "save_model", "load_model", "load_transform", "read_tensors"]
 
 
 def save_module(path: str | Path, module: nn.Module, config: dict) -> None:
     """Atomically write ``module``'s state and its JSON ``config`` to a safetensors file."""
     state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
     atomic_write_bytes(path, st_save(state, metadata={"config": json.dumps(config)}))
+
+
+def save_model(path: str | Path, model: nn.Module) -> None:
+    """Atomically write an embedding model (weights + its ``to_config()``) as safetensors."""
+    save_module(path, model, model.to_config())  # type: ignore[operator]
 
 
 def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -47,11 +53,18 @@ def _config(path: Path, meta: dict[str, str]) -> dict:
         raise ValueError(f"{path}: no model configuration in the file's metadata") from err
 
 
-def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> SageEncoder:
-    """Rebuild a :class:`SageEncoder` saved by :func:`save_module` (eval mode)."""
+def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild an embedding model saved by :func:`save_model` (eval mode).
+
+    The model class comes from the :data:`bcemb.models.MODELS` registry by the name in the
+    stored configuration (files without one are GraphSAGE models).
+    """
     tensors, meta = read_tensors(path)
     cfg = _config(Path(path), meta)
-    model = SageEncoder(SageConfig(cfg["num_layers"], cfg["dim"], cfg.get("feature_sizes", {})))
+    try:
+        model = build_model(cfg)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
     try:
         model.load_state_dict(tensors)
     except RuntimeError as err:

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import SAGEConv
 
+from bcemb.models.base import MODELS
 from bcemb.models.graph_input import GraphInput
 
 __all__ = ["SageConfig", "SageEncoder", "mean_aggregate"]
@@ -54,6 +55,7 @@ class SageConfig:
         return d
 
 
+@MODELS.register("sage", synonyms=("graphsage",))
 class SageEncoder(nn.Module):
     r"""GraphSAGE over the undirected user-item graph.
 
@@ -98,6 +100,15 @@ class SageEncoder(nn.Module):
     def dim(self) -> int:
         """Output dimension ``D_k``."""
         return self.config.dim
+
+    def to_config(self) -> dict[str, Any]:
+        """JSON-able architecture (the :class:`~bcemb.models.base.EmbeddingModel` protocol)."""
+        return {"model": "sage", **self.config.to_dict()}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> SageEncoder:
+        """A fresh model of the architecture :meth:`to_config` describes."""
+        return cls(SageConfig(int(config["num_layers"]), int(config["dim"]), dict(config.get("feature_sizes", {}))))
 
     def node_features(self, graph: GraphInput) -> Tensor:
         """Layer-0 features of all nodes. Shape ``[N, dim]``."""

@@ -11,17 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
 from bcemb.data.datasets.synthetic import make_synthetic
 from bcemb.data.graph import EvolvingGraph
 from bcemb.data.io import save_graph
 from bcemb.data.splits import TimeSlices
 from bcemb.models.graph_input import GraphInput
-from bcemb.models.io import save_module
+from bcemb import run_folder
+from bcemb.models.io import save_model, save_module
 from bcemb.models.sage import SageConfig, SageEncoder
 from bcemb.transforms import LinearTransform, TransformChain
-from bcemb.utils import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +99,8 @@ def write_fake_run(
     slices = TimeSlices(graph, times)
     feature_sizes = {name: len(g.vocab) for name, g in graph.item_features.items()}
     save_graph(graph, run / "graph")
-    write_json(
-        run / "config.json",
+    run_folder.claim(
+        run,
         {
             "method": "bc-aligner",
             "lam": 16.0,
@@ -132,13 +131,13 @@ def write_fake_run(
             with torch.no_grad():
                 users, items = model(graph_input)
         embeddings.append((users, items))
-        vdir = run / f"version_{k}"
+        vdir = run_folder.version_dir(run, k)
         vdir.mkdir(parents=True, exist_ok=True)
-        save_module(vdir / "model.safetensors", model, config.to_dict())
+        save_model(vdir / run_folder.MODEL, model)
         if k > 0:
             transform = LinearTransform(dims[k], dims[k - 1])
             transforms.append(transform)
-            save_module(vdir / "transform.safetensors", transform, transform.to_config())
+            save_module(vdir / run_folder.TRANSFORM, transform, transform.to_config())
     if aligned:
         chain = TransformChain(transforms)
         top_u, top_i = embeddings[-1]
@@ -146,11 +145,8 @@ def write_fake_run(
             u, i = embeddings[k]
             embeddings[k] = (chain.apply(top_u, k)[: len(u)], chain.apply(top_i, k)[: len(i)])
     for k, (users, items) in enumerate(embeddings):
-        vdir = run / f"version_{k}"
-        save_file(
-            {"user_emb": users.contiguous(), "item_emb": items.contiguous()},
-            vdir / "embeddings.safetensors",
-        )
-        write_json(vdir / "metrics.json", {"k": k, "recall": {"50": 0.0}})
-        write_json(vdir / "done.json", {"k": k})
+        vdir = run_folder.version_dir(run, k)
+        run_folder.write_embeddings(vdir, {"user_emb": users, "item_emb": items})
+        run_folder.write_version_record(vdir, {"k": k, "metrics": {"recall@50": 0.0}}, [])
+        run_folder.mark_done(vdir, k)
     return run

@@ -42,6 +42,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from bcemb import run_folder
 from bcemb.data.graph import DataError, EvolvingGraph, FeatureGroup
 from bcemb.data.io import load_graph, save_graph
 from bcemb.data.splits import TimeSlices
@@ -105,27 +106,14 @@ def write_lock(root: Path, *, timeout: float = 60.0) -> Iterator[None]:
 # ----------------------------------------------------------------------------- run folder
 
 
-def finished_versions(run_dir: str | Path) -> list[int]:
-    """Versions ``0..K`` of a training run that are finished (``done.json``), without gaps."""
-    run_dir = Path(run_dir)
-    done = []
-    k = 0
-    while (run_dir / f"version_{k}" / "done.json").is_file():
-        done.append(k)
-        k += 1
-    return done
+finished_versions = run_folder.finished_versions
 
 
 def _run_config(run_dir: Path) -> dict[str, Any]:
-    if not run_dir.is_dir():
-        raise PublishError(f"no training run at {run_dir}")
     try:
-        config = read_json(run_dir / "config.json")
-    except (FileNotFoundError, ValueError) as err:
-        raise PublishError(f"cannot read the run's configuration: {err}") from err
-    if not isinstance(config, dict):
-        raise PublishError(f"{run_dir / 'config.json'} is not a JSON object")
-    return config
+        return run_folder.read_config(run_dir)
+    except run_folder.RunFolderError as err:
+        raise PublishError(str(err)) from err
 
 
 def _read_embeddings(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from bcemb.data.graph import EvolvingGraph, FeatureGroup
 from bcemb.data.io import load_graph
 from bcemb.models.graph_input import GraphInput
 from bcemb.models.io import load_model, load_transform
-from bcemb.models.sage import SageEncoder
 from bcemb.store import io as sio
 from bcemb.store.errors import IntegrityError, StoreError, UnknownIdsError, UnknownVersionError
 from bcemb.store.fingerprint import SpaceVectors, manifest_space
@@ -61,24 +61,19 @@ _OPEN_RETRIES = 5
 
 
 def compose_matrix(transforms: Sequence[BackwardTransform], version: int) -> np.ndarray:
-    """``W_{j+1} ... W_k`` for the chain ``transforms = [B_1, .., B_k]``.
+    """``W_{j+1} ... W_k`` for the chain ``transforms = [B_1, .., B_k]`` as float32 NumPy.
 
-    Composed in float64 so that long chains lose no precision, returned as float32 (the
-    serving precision); the identity for ``j = k``. The same function serves ``get`` and every
-    export worker, so that exports computed in different processes agree bit for bit.
+    The composition itself is :meth:`bcemb.transforms.TransformChain.matrix` (float64, shared
+    by ``get`` and every export worker so that they agree bit for bit).
 
     Shapes:
         returns ``[D_j, D_k]``.
     """
     if not 0 <= version <= len(transforms):
         raise UnknownVersionError(version, list(range(len(transforms) + 1)))
-    if version == len(transforms):
-        dim = transforms[-1].in_dim if transforms else 0
-        return np.eye(dim, dtype=np.float32)
-    m = transforms[version].matrix().detach().to(torch.float64).cpu().numpy()
-    for t in transforms[version + 1 :]:
-        m = m @ t.matrix().detach().to(torch.float64).cpu().numpy()
-    return np.ascontiguousarray(m, dtype=np.float32)
+    if not transforms:
+        return np.eye(0, dtype=np.float32)
+    return np.ascontiguousarray(TransformChain(transforms).matrix(version).numpy(), dtype=np.float32)
 
 
 def _check_kind(kind: str) -> str:
@@ -235,7 +230,7 @@ class EmbeddingStore:
         self.root = Path(root)
         self.verify = verify
         self._lock = threading.Lock()
-        self._model: SageEncoder | None = None
+        self._model: nn.Module | None = None
         self._graph: EvolvingGraph | None = None
         for attempt in range(_OPEN_RETRIES):
             pointer = read_pointer(self.root)
@@ -438,7 +433,7 @@ class EmbeddingStore:
 
     # ------------------------------------------------------------------ new nodes
 
-    def _model_and_graph(self) -> tuple[SageEncoder, EvolvingGraph]:
+    def _model_and_graph(self) -> tuple[nn.Module, EvolvingGraph]:
         with self._lock:
             if self._model is None or self._graph is None:
                 latest = self.manifest.versions[self.latest]

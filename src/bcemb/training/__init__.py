@@ -1,21 +1,20 @@
-"""The training loop shared by every method."""
+"""The training loop shared by every method, and the objects it takes."""
 
 from bcemb.training.config import TrainConfig
-from bcemb.training.trainer import (
-    Alignment,
-    TrainOutcome,
-    VersionData,
-    evaluate_model,
-    fit_posthoc,
-    train_model,
-)
+from bcemb.training.objectives import Evaluator, Objective, StepOutput
+from bcemb.training.recommender import BPRObjective, VersionData
+from bcemb.training.trainer import Alignment, TrainOutcome, fit_posthoc, recall_view, train_model
 
 __all__ = [
     "Alignment",
+    "BPRObjective",
+    "Evaluator",
+    "Objective",
+    "StepOutput",
     "TrainConfig",
     "TrainOutcome",
     "VersionData",
-    "evaluate_model",
     "fit_posthoc",
+    "recall_view",
     "train_model",
 ]

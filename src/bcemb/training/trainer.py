@@ -1,4 +1,9 @@
-"""The one training loop: BPR on the intended task plus an optional alignment loss."""
+"""The one training loop: an intended-task objective plus an optional alignment loss.
+
+The loop is model- and task-agnostic: the objective computes the batch's task loss and the
+embedding rows to align; the evaluator selects the best epoch. Joint methods add
+``lam * L_align(B_k(z_k), z_{k-1})`` on those rows against the frozen previous model.
+"""
 
 from __future__ import annotations
 
@@ -9,101 +14,74 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from bcemb.data.sampling import BPRSampler
-from bcemb.evaluation.metrics import recall_at_k
-from bcemb.losses import bpr_loss
-from bcemb.models.graph_input import GraphInput
-from bcemb.models.sage import SageEncoder
 from bcemb.training.config import TrainConfig
+from bcemb.training.objectives import Evaluator, Objective
+from bcemb.training.recommender import VersionData
 from bcemb.transforms.base import BackwardTransform
 from bcemb.utils import progress
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["VersionData", "Alignment", "TrainOutcome", "train_model", "evaluate_model", "fit_posthoc"]
+__all__ = ["VersionData", "Alignment", "TrainOutcome", "train_model", "fit_posthoc"]
 
 AlignmentLoss = Callable[..., Tensor]  # (z_k, z_prev, transform, previous, weight=None) -> loss
 
 
 @dataclass
-class VersionData:
-    """Tensors of version ``k`` (see :meth:`bcemb.experiments.context.ExperimentData.version`).
-
-    Attributes:
-        k: The version.
-        train_graph: Training edges of the split, nodes present by ``t_{k+1}``.
-        embed_graph: ``E_k`` with nodes present by ``t_{k+1}``: the graph "at t_k" whose
-            embeddings are published and handed to consumers.
-        train_user, train_item: Training edges. Shape ``[E_train]``.
-        val_user, val_item: Validation edges. Shape ``[E_val]``.
-    """
-
-    k: int
-    train_graph: GraphInput
-    embed_graph: GraphInput
-    train_user: Tensor
-    train_item: Tensor
-    val_user: Tensor
-    val_item: Tensor
-
-    def to(self, device: torch.device | str) -> VersionData:
-        """A copy on ``device``."""
-        return VersionData(
-            self.k,
-            self.train_graph.to(device),
-            self.embed_graph.to(device),
-            *(t.to(device) for t in (self.train_user, self.train_item, self.val_user, self.val_item)),
-        )
-
-
-@dataclass
 class Alignment:
-    """What a joint method adds to the loss: ``lam * loss(B_k(z_k), z_{k-1})`` on batch nodes.
+    """What a joint method adds to the loss: ``lam * loss(B_k(z_k), z_{k-1})`` on batch rows.
 
     Attributes:
         transform: ``B_k`` (trained with the model when it has parameters).
         loss: single- or multi-step alignment loss.
         previous: Frozen ``B_1 .. B_{k-1}`` (oldest first).
-        prev_user, prev_item: Frozen ``M_{k-1}`` embeddings on this version's training graph.
+        target: Frozen ``M_{k-1}`` embeddings of every row (the objective's ``embed``).
+            Shape ``[N, D_{k-1}]``.
         lam: The weight lambda.
     """
 
     transform: BackwardTransform
     loss: AlignmentLoss
     previous: Sequence[BackwardTransform]
-    prev_user: Tensor
-    prev_item: Tensor
+    target: Tensor
     lam: float
 
 
 @dataclass
 class TrainOutcome:
-    """Result of :func:`train_model`: the model (and transform) at the best epoch."""
+    """Result of :func:`train_model`: the model (and transform) at the best epoch.
+
+    Attributes:
+        best_epoch: The selected epoch.
+        metrics: The evaluator's metrics at that epoch.
+        curve: One row per evaluation (epoch, loss, align, metrics).
+        seconds: Wall time.
+        epochs_run: Epochs actually run (early stopping may end sooner).
+    """
 
     best_epoch: int
-    recall: dict[int, float]
+    metrics: dict[str, float]
     curve: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     epochs_run: int = 0
 
+    @property
+    def recall(self) -> dict[int, float]:
+        """``{K: Recall@K}`` from ``recall@K`` metrics (the recommender task's view)."""
+        return recall_view(self.metrics)
 
-@torch.no_grad()
-def evaluate_model(model: SageEncoder, data: VersionData, ks: Sequence[int]) -> dict[int, float]:
-    """Validation Recall@K of ``model`` on version ``data.k``."""
-    was_training = model.training
-    model.eval()
-    user_emb, item_emb = model(data.train_graph)
-    model.train(was_training)
-    return recall_at_k(
-        user_emb, item_emb, data.train_user, data.train_item, data.val_user, data.val_item, ks
-    )
+
+def recall_view(metrics: dict[str, float]) -> dict[int, float]:
+    """``{K: value}`` of the ``recall@K`` entries of a metrics dict."""
+    return {int(name.split("@", 1)[1]): v for name, v in metrics.items() if name.startswith("recall@")}
 
 
 def train_model(
-    model: SageEncoder,
-    data: VersionData,
+    model: nn.Module,
+    objective: Objective,
+    evaluator: Evaluator,
     config: TrainConfig,
     *,
     generator: torch.Generator,
@@ -114,15 +92,22 @@ def train_model(
 ) -> TrainOutcome:
     """Train ``model`` (and ``alignment.transform``) in place; restore the best epoch.
 
-    Every step recomputes all node embeddings on the full training graph (the paper's
-    setting), takes BPR on the batch and, for joint methods, the alignment loss on the
-    batch's users, positive and negative items against the frozen previous model.
+    Args:
+        model: ``M_k``.
+        objective: The intended task (batches, loss, rows to align).
+        evaluator: Validation metrics; ``evaluator.primary`` selects the best epoch.
+        config: Epochs, batch size, learning rate, evaluation schedule, patience.
+        generator: The only source of randomness for batches.
+        alignment: The joint alignment term (None: the task loss alone).
+        warmup_epochs: Epochs not eligible as the best (joint methods let the alignment settle).
+        show_progress: Progress bar (None: on when logging at INFO).
+        desc: Progress-bar label.
     """
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
     try:
         return _train_model(
-            model, data, config, generator=generator, alignment=alignment,
+            model, objective, evaluator, config, generator=generator, alignment=alignment,
             warmup_epochs=warmup_epochs, show_progress=show_progress, desc=desc,
         )
     finally:
@@ -130,8 +115,9 @@ def train_model(
 
 
 def _train_model(
-    model: SageEncoder,
-    data: VersionData,
+    model: nn.Module,
+    objective: Objective,
+    evaluator: Evaluator,
     config: TrainConfig,
     *,
     generator: torch.Generator,
@@ -140,22 +126,13 @@ def _train_model(
     show_progress: bool | None,
     desc: str,
 ) -> TrainOutcome:
-    sampler = BPRSampler(
-        data.train_user.cpu().numpy(),
-        data.train_item.cpu().numpy(),
-        data.train_graph.num_items,
-        generator=generator,
-    )
     params = list(model.parameters())
     if alignment is not None and alignment.transform.trainable:
         params += list(alignment.transform.parameters())
     opt = torch.optim.Adam(params, lr=config.lr)
-    device = data.train_user.device
-    best: tuple[float, int, dict, dict | None, dict[int, float]] | None = None
+    best: tuple[float, int, dict, dict | None, dict[str, float]] | None = None
     curve: list[dict[str, float]] = []
     bad_evals = 0
-    n_users = data.train_graph.num_users
-    prev_all = torch.cat([alignment.prev_user, alignment.prev_item]) if alignment is not None else None
     start = time.perf_counter()
     epoch = 0
     bar = progress(range(1, config.epochs + 1), desc=desc, show=show_progress, leave=False)
@@ -163,20 +140,13 @@ def _train_model(
         model.train()
         tot = tot_align = 0.0
         steps = 0
-        for user, pos, neg in sampler.epoch(config.batch_size):
-            user, pos, neg = user.to(device), pos.to(device), neg.to(device)
-            user_emb, item_emb = model(data.train_graph)
-            u, p, n = user_emb[user], item_emb[pos], item_emb[neg]
-            loss = bpr_loss(u, p, n, weight_decay=config.weight_decay)
+        for batch in objective.batches(config.batch_size, generator):
+            out = objective.step(model, batch, with_rows=alignment is not None)
+            loss = out.loss
             if alignment is not None:
-                # The loss over the batch's users, positive and negative items equals the
-                # loss over its distinct nodes weighted by multiplicity: far fewer rows
-                # through B_k when the batch is large next to the graph.
-                nodes = torch.cat([user, pos + n_users, neg + n_users])
-                uniq, counts = torch.unique(nodes, return_counts=True)
-                z_k = torch.cat([user_emb, item_emb])[uniq]
+                assert out.z is not None and out.ids is not None, "the objective returned no rows to align"
                 align = alignment.loss(
-                    z_k, prev_all[uniq], alignment.transform, alignment.previous, counts.to(z_k.dtype)
+                    out.z, alignment.target[out.ids], alignment.transform, alignment.previous, out.weight
                 )
                 loss = loss + alignment.lam * align
                 tot_align += float(align.detach())
@@ -187,17 +157,16 @@ def _train_model(
             steps += 1
         if epoch % config.eval_every and epoch != config.epochs:
             continue
-        recall = evaluate_model(model, data, config.ks)
-        score = recall[config.primary_k]
-        row = {"epoch": epoch, "loss": tot / steps, "align": tot_align / steps}
-        row.update({f"recall@{k}": v for k, v in recall.items()})
+        metrics = evaluator(model)
+        score = metrics[evaluator.primary]
+        row = {"epoch": epoch, "loss": tot / max(steps, 1), "align": tot_align / max(steps, 1), **metrics}
         curve.append(row)
         bar.set_postfix(loss=f"{row['loss']:.4f}", r=f"{score:.4f}")
         if epoch <= warmup_epochs and epoch != config.epochs:
             continue
         if best is None or score > best[0]:
             tstate = copy.deepcopy(alignment.transform.state_dict()) if alignment else None
-            best = (score, epoch, copy.deepcopy(model.state_dict()), tstate, recall)
+            best = (score, epoch, copy.deepcopy(model.state_dict()), tstate, metrics)
             bad_evals = 0
         else:
             bad_evals += 1
@@ -209,7 +178,7 @@ def _train_model(
         alignment.transform.load_state_dict(best[3])
     model.eval()
     return TrainOutcome(
-        best_epoch=best[1], recall=best[4], curve=curve, seconds=time.perf_counter() - start,
+        best_epoch=best[1], metrics=best[4], curve=curve, seconds=time.perf_counter() - start,
         epochs_run=epoch,
     )
 
@@ -222,7 +191,7 @@ def fit_posthoc(
     previous: Sequence[BackwardTransform],
     config: TrainConfig,
 ) -> list[float]:
-    """Fit ``B_k`` on frozen embeddings of every node: full-batch Adam until the loss stalls.
+    """Fit ``B_k`` on frozen embeddings of every row: full-batch Adam until the loss stalls.
 
     Stops after ``posthoc_steps`` or when 100 steps improve the loss by less than
     ``posthoc_tol`` (relative). Returns the loss every 100 steps.

@@ -50,16 +50,21 @@ class TransformChain:
 
     @torch.no_grad()
     def matrix(self, version: int) -> Tensor:
-        """``W_{j+1} ... W_k``: the composed matrix to ``version``. Shape ``[D_j, D_k]``."""
+        """``W_{j+1} ... W_k``: the composed matrix to ``version``. Shape ``[D_j, D_k]``.
+
+        Composed in float64 on the CPU so that long chains lose no precision, returned as
+        float32 (the serving precision); the one composition that training, evaluation, the
+        store and every export worker share, so that they agree bit for bit.
+        """
         self._check(version)
         if version not in self._cache:
             if version == self.latest:
                 self._cache[version] = torch.eye(self.dim(version))
             else:
-                m = self.transforms[version].matrix().detach()
+                m = self.transforms[version].matrix().detach().to("cpu", torch.float64)
                 for t in self.transforms[version + 1 :]:
-                    m = m @ t.matrix().detach()
-                self._cache[version] = m
+                    m = m @ t.matrix().detach().to("cpu", torch.float64)
+                self._cache[version] = m.to(torch.float32).contiguous()
         return self._cache[version]
 
     @torch.no_grad()
