@@ -70,10 +70,15 @@ def multi_step_alignment(
     ``1/k * sum_{j=0}^{k-1} MSE(W_{j+1} ... W_{k-1} delta, 0)``; the ``j = k-1`` term is
     ``delta`` itself. Pushing the residual through the maps equals the chain's error at
     version ``j`` because every transform is linear without bias (the bias would cancel).
+    When an older link is non-linear (the residual MLP family) that shortcut does not hold,
+    and ``B_k(z_k)`` and ``z_{k-1}`` are pushed through the older links separately.
 
     Shapes:
         z_k: ``[N, D_k]``, z_prev: ``[N, D_{k-1}]`` -> scalar.
     """
+    previous = list(previous)
+    if not all(t.linear for t in previous):
+        return _multi_step_explicit(transform(z_k), z_prev, previous, weight)
     delta = transform(z_k) - z_prev
     # Each term is mean_x ||M_j delta||^2 / D_j with M_j = W_{j+1} ... W_{k-1} fixed, so the
     # sum is the quadratic form delta^T Q delta with Q = 1/k sum_j M_j^T M_j / D_j: one
@@ -86,6 +91,17 @@ def multi_step_alignment(
         q = q + m.T @ m / m.shape[0]
     q = q / (len(previous) + 1)
     return _row_mean(((delta @ q) * delta).sum(dim=1), weight)
+
+
+def _multi_step_explicit(
+    approx: Tensor, z_prev: Tensor, previous: Sequence[BackwardTransform], weight: Tensor | None
+) -> Tensor:
+    """The multi-step loss with the chain applied to both sides (any older links)."""
+    total = (approx - z_prev).pow(2).mean(dim=1)
+    for older in reversed(previous):  # B_{k-1}, then B_{k-2}, ..., B_1
+        approx, z_prev = older(approx), older(z_prev).detach()
+        total = total + (approx - z_prev).pow(2).mean(dim=1)
+    return _row_mean(total / (len(previous) + 1), weight)
 
 
 ALIGNMENT_LOSSES = {"single": single_step_alignment, "multi": multi_step_alignment}

@@ -20,7 +20,7 @@ from bcemb.models.graph_input import GraphInput
 from bcemb import run_folder
 from bcemb.models.io import save_model, save_module
 from bcemb.models.sage import SageConfig, SageEncoder
-from bcemb.transforms import LinearTransform, TransformChain
+from bcemb.transforms import TRANSFORMS, BackwardTransform, TransformChain
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ def write_fake_run(
     upto: int | None = None,
     aligned: bool = False,
     random_embeddings: bool = False,
+    transform_kinds: Sequence[str] | None = None,
     seed: int = 0,
 ) -> Path:
     """Write a training-run folder with random models and transforms.
@@ -83,6 +84,8 @@ def write_fake_run(
             not reproduce their embeddings. Needs ``upto`` to be the last version.
         random_embeddings: Draw embeddings at random instead of running the models (fast at
             any size; the latest model then does not reproduce them).
+        transform_kinds: Family of each ``B_1 .. B_K`` (default all ``linear``); an ``mlp``
+            link gets a random non-zero residual so that it is really non-linear.
         seed: Seeds weights (version ``k`` uses ``1000 * seed + k``) and random embeddings.
 
     Returns:
@@ -110,7 +113,7 @@ def write_fake_run(
             "sizes": [[layer, d] for layer, d in zip(layers, dims, strict=True)],
         },
     )
-    transforms: list[LinearTransform] = []
+    transforms: list[BackwardTransform] = []
     embeddings: list[tuple[torch.Tensor, torch.Tensor]] = []
     for k in range(upto + 1):
         torch.manual_seed(1000 * seed + k)
@@ -135,7 +138,12 @@ def write_fake_run(
         vdir.mkdir(parents=True, exist_ok=True)
         save_model(vdir / run_folder.MODEL, model)
         if k > 0:
-            transform = LinearTransform(dims[k], dims[k - 1])
+            kind = transform_kinds[k - 1] if transform_kinds is not None else "linear"
+            transform = TRANSFORMS.get(kind)(dims[k], dims[k - 1])
+            if not transform.linear:
+                with torch.no_grad():
+                    for p in transform.parameters():
+                        p.normal_(0.0, 0.3)
             transforms.append(transform)
             save_module(vdir / run_folder.TRANSFORM, transform, transform.to_config())
     if aligned:

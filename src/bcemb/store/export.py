@@ -29,12 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from threadpoolctl import threadpool_limits
 
 from bcemb.models.io import load_transform
 from bcemb.store import io as sio
 from bcemb.store.manifest import read_manifest
 from bcemb.store.store import EmbeddingStore, compose_matrix
+from bcemb.transforms import TransformChain
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +89,9 @@ class _Task:
 
 
 @functools.lru_cache(maxsize=16)
-def _matrix(root: str, manifest: str, manifest_sha256: str, version: int) -> np.ndarray | None:
+def _matrix(
+    root: str, manifest: str, manifest_sha256: str, version: int
+) -> np.ndarray | TransformChain | None:
     """The composed matrix of one manifest, from its verified transform files (cached per process)."""
     m = read_manifest(Path(root), manifest, manifest_sha256)
     if version == m.latest:
@@ -96,6 +100,8 @@ def _matrix(root: str, manifest: str, manifest_sha256: str, version: int) -> np.
     for entry in m.versions[1:]:
         rel = entry.files["transform"]
         transforms.append(load_transform(sio.verify_file(Path(root), rel, m.files[rel].sha256)))
+    if not all(t.linear for t in transforms[version:]):
+        return TransformChain(transforms)  # non-linear links: applied step by step
     return compose_matrix(transforms, version)
 
 
@@ -111,7 +117,12 @@ def export_part(task: _Task) -> tuple[int, str]:
     src = sio.verify_file(Path(task.root), task.part, task.part_sha256)
     table = sio.read_table(src)
     z = sio.table_vectors(table, src)
-    out = z if matrix is None else z @ matrix.T
+    if matrix is None:
+        out = z
+    elif isinstance(matrix, TransformChain):
+        out = matrix.apply(torch.from_numpy(np.require(z, np.float32, ["C", "W"])), task.version).numpy()
+    else:
+        out = z @ matrix.T
     result = sio.embedding_table(
         table.column("kind").combine_chunks(), table.column("id").combine_chunks(), out
     )

@@ -336,6 +336,11 @@ class EmbeddingStore:
                 "num_users": v.num_users,
                 "num_items": v.num_items,
                 "transform": v.transform["kind"] if v.transform else None,
+                # How get() reaches this version from the latest: one composed matrix, or
+                # step by step when a link on the way is non-linear.
+                "applied": "latest"
+                if v.version == self.latest
+                else ("one matrix" if self.chain.linear_to(v.version) else "step by step"),
                 "embeddings": "kept" if v.embeddings_kept else "retired",
                 "model": "kept" if v.model_kept else "retired",
                 "num_probes": v.num_probes,
@@ -357,7 +362,12 @@ class EmbeddingStore:
     # ------------------------------------------------------------------ serving
 
     def matrix(self, version: int) -> np.ndarray:
-        """The composed ``W_{j+1} ... W_k``, cached. Shape ``[D_j, D_k]``, float32."""
+        """The composed ``W_{j+1} ... W_k``, cached. Shape ``[D_j, D_k]``, float32.
+
+        Raises:
+            TypeError: A link on the way is non-linear (then :meth:`get` applies the chain
+                step by step).
+        """
         j = self._version(version)
         if j not in self._matrices:
             with self._lock:
@@ -381,7 +391,15 @@ class EmbeddingStore:
             raise ValueError("the embeddings hold NaN or infinite values")
         if j == self.latest:
             return z
-        return z @ self.matrix(j).T
+        return self._map(z, j)
+
+    def _map(self, z: np.ndarray, j: int) -> np.ndarray:
+        """Latest vectors into version ``j``: one product, or step by step past non-linear links."""
+        if self.chain.linear_to(j):
+            return z @ self.matrix(j).T
+        # A non-linear link (the residual MLP family) has no matrix: apply the chain's plan,
+        # where runs of linear links are still one composed product each.
+        return self.chain.apply(torch.from_numpy(np.require(z, np.float32, ["C", "W"])), j).numpy()
 
     def rows(self, ids: Iterable[object], *, kind: str = "user") -> np.ndarray:
         """Row of each id in the latest embeddings.
@@ -425,7 +443,7 @@ class EmbeddingStore:
         rows = self.rows(ids, kind=kind)
         z = np.asarray(self._emb[kind][rows], dtype=np.float32)
         # Tagged with their space, so that mixing versions through the library raises.
-        return SpaceVectors(z if j == self.latest else z @ self.matrix(j).T, self.space(j), j)
+        return SpaceVectors(z if j == self.latest else self._map(z, j), self.space(j), j)
 
     def space(self, version: int | None = None) -> str:
         """Fingerprint of the space of ver-``version`` vectors (see :mod:`bcemb.store.fingerprint`)."""

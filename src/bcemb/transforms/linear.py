@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
+from bcemb.transforms._lstsq import check_pair, ridge_solve
 from bcemb.transforms.base import BackwardTransform
 
 __all__ = ["LinearTransform"]
@@ -29,3 +31,13 @@ class LinearTransform(BackwardTransform):
     def matrix(self) -> Tensor:
         """``W_k``. Shape ``[out_dim, in_dim]``."""
         return self.weight
+
+    @torch.no_grad()
+    def fit_closed_form(self, z_k: Tensor, z_prev: Tensor) -> None:
+        r"""Least squares: ``W_k = argmin_W mean ||W z_k - z_{k-1}||^2`` (the single-step loss).
+
+        Shapes:
+            z_k: ``[N, in_dim]``, z_prev: ``[N, out_dim]``.
+        """
+        x, y = check_pair(z_k, z_prev, self.in_dim, self.out_dim)
+        self.weight.copy_(ridge_solve(x, y).T.to(self.weight))
