@@ -16,16 +16,26 @@ EXPECTED = {
     "joint-notrans": (S, JointFit), "joint-lin-sloss": (S, JointFit),
     "bc-aligner": (M, JointFit),
 }
+# Other transform families (issue 10 point 3), registered beside the paper's eight.
+FAMILIES = {
+    "bc-aligner-orth": (M, JointFit), "bc-aligner-lowrank": (M, JointFit),
+    "bc-aligner-mlp": (M, JointFit), "post-procrustes": (S, PostHocFit),
+}
 
 
 def test_registry_has_the_eight_methods_with_their_declarations():
-    assert set(METHODS.names()) == set(EXPECTED)
-    for name, (alignment, fitting) in EXPECTED.items():
+    from bcemb.methods import paper_methods
+
+    assert set(METHODS.names()) == set(EXPECTED) | set(FAMILIES)
+    assert set(paper_methods()) == set(EXPECTED)
+    for name, (alignment, fitting) in {**EXPECTED, **FAMILIES}.items():
         cls = METHODS.get(name)
         assert issubclass(cls, Method) and cls is not Method
         assert cls.alignment is alignment and type(cls.fitting) is fitting
         assert cls.label and cls.order > 0  # shown once, from the class
-    assert set(JOINT_METHODS) == {"joint-notrans", "joint-lin-sloss", "bc-aligner"}
+    assert set(JOINT_METHODS) == {"joint-notrans", "joint-lin-sloss", "bc-aligner"} | {
+        n for n, (_, f) in FAMILIES.items() if f is JointFit
+    }
     orders = [METHODS.get(n).order for n in METHODS.names()]
     assert len(set(orders)) == len(orders)
 
@@ -37,7 +47,7 @@ def test_registry_synonyms_and_errors():
         METHODS.get("bc-align")
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize("name", sorted(EXPECTED | FAMILIES))
 def test_every_method_trains_versions_end_to_end(name, toy_graph, tmp_path):
     data, ctx = tiny_context(toy_graph, tmp_path / "cache")
     method = build_method(name, lam=4.0)
@@ -117,6 +127,23 @@ def test_model_cache_refuses_another_configuration(tmp_path):
 def test_method_info_is_declared_once_on_the_class():
     from bcemb.methods import KEEP_ALL, method_info, method_order
 
-    assert method_order()[0] == "fix-m0" and method_order()[-1] == "bc-aligner"
+    from bcemb.methods import paper_methods
+
+    assert method_order()[0] == "fix-m0" and paper_methods()[-1] == "bc-aligner"
     assert method_info("bc-aligner").label == "BC-Aligner"
     assert method_info(KEEP_ALL).label == "Keep-All"
+
+
+def test_family_methods_learn_their_transform_family(toy_graph, tmp_path):
+    from bcemb.transforms import OrthogonalTransform, ResidualMLPTransform
+
+    _, ctx = tiny_context(toy_graph, tmp_path / "cache")
+    history = []
+    for k in range(2):
+        history.append(build_method("post-procrustes").fit_version(k, ctx, history))
+    q = history[1].transform.matrix()
+    assert isinstance(history[1].transform, OrthogonalTransform)
+    assert torch.allclose(q @ q.T, torch.eye(q.shape[0]), atol=1e-5)  # D_0 = 8 < D_1 = 12
+    mlp = build_method("bc-aligner-mlp").fit_version(1, ctx, history[:1])
+    assert isinstance(mlp.transform, ResidualMLPTransform) and not mlp.transform.linear
+    assert mlp.transform.down.weight.abs().sum() > 0  # the non-linear part was trained

@@ -49,11 +49,11 @@ def _table_md(t3: pd.DataFrame, lam: float) -> str:
         if m not in t.index:
             continue
         r = t.loc[m]
-        paper = PAPER_TABLE3.get(m, (0.0, 0.0, 0.0, 0.0))
+        paper = PAPER_TABLE3.get(m, (float("nan"),) * 4)  # methods beyond the paper: "—"
         lines.append(
             f"| {method_info(m).label} | {_fmt(r['intended'])} | {_fmt(r['unintended'])} | {_fmt(r['sum'])} "
             f"| {_fmt(r['align_error'])} | {_fmt(100 * r['recall'])} | {_fmt(100 * r['auc'])} "
-            f"| {paper[0]:.2f} | {paper[1]:.2f} | {paper[2]:.2f} | {paper[3]:.2f} |"
+            f"| {_fmt(paper[0])} | {_fmt(paper[1])} | {_fmt(paper[2])} | {_fmt(paper[3])} |"
         )
     return "\n".join(lines)
 

@@ -23,7 +23,7 @@ from bcemb.evaluation.metrics import alignment_error
 from bcemb.experiments.config import ExperimentConfig
 from bcemb.experiments.context import ExperimentData
 from bcemb.experiments.training_run import train_method
-from bcemb.methods import KEEP_ALL, METHODS, VersionArtifact, build_method, joint_methods, method_order
+from bcemb.methods import KEEP_ALL, METHODS, VersionArtifact, build_method, joint_methods, paper_methods
 from bcemb.transforms import TransformChain
 from bcemb.utils import environment, progress, resolve_device, write_json
 
@@ -86,7 +86,7 @@ def run_benchmark(
     device = resolve_device(config.device)
     graph = load_dataset(config.dataset, **config.dataset_options)
     data = ExperimentData(graph, times=config.times, device=device)
-    jobs = _jobs(methods or method_order(), lams, float(lam))
+    jobs = _jobs(methods or paper_methods(), lams, float(lam))
     write_json(
         out / "benchmark.json",
         {"config": config.to_dict(), "jobs": [[m, lm] for m, lm in jobs], "graph": repr(graph),

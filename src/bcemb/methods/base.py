@@ -147,6 +147,8 @@ class Method:
         transform: Class of ``B_k`` (``TruncateTransform``: the first ``D_{k-1}`` coordinates).
         alignment: The alignment loss (None: no alignment).
         fitting: How ``B_k`` is learned: independent, joint or post hoc.
+        paper: One of the paper's eight methods (the default benchmark runs these).
+        closed_form: Post hoc, use the transform's ``fit_closed_form`` (single-step loss).
 
     Args:
         lam: Weight of the alignment loss (joint methods; 16 in the paper).
@@ -160,6 +162,8 @@ class Method:
     transform: ClassVar[type[BackwardTransform]] = TruncateTransform
     alignment: ClassVar[AlignmentLoss | None] = None
     fitting: ClassVar[Fitting] = Independent()
+    paper: ClassVar[bool] = True
+    closed_form: ClassVar[bool] = False
 
     def __init__(self, *, lam: float = 16.0) -> None:
         self.lam = lam
