@@ -7,6 +7,8 @@ The main entry points, imported lazily so that ``import bcemb`` stays cheap:
 * :func:`profile_config` — an :class:`ExperimentConfig` from the ``quick`` or ``paper`` profile.
 * :class:`EmbeddingStore` / :func:`publish` — the keep-latest store.
 * :class:`TransformChain` — ``B_{j+1} o ... o B_k`` on any tensors.
+* :class:`Aligner` / :func:`fit` — BC-Aligner inside your own PyTorch training loop.
+* :data:`MODELS` — register your own embedding model (safetensors I/O, the store).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ _LAZY = {
     "EmbeddingStore": "bcemb.store",
     "publish": "bcemb.store",
     "TransformChain": "bcemb.transforms",
+    "Aligner": "bcemb.training",
+    "fit": "bcemb.training",
+    "MODELS": "bcemb.models",
     "build_method": "bcemb.methods",
     "load_dataset": "bcemb.data",
 }

@@ -8,6 +8,7 @@ Layout (``RUN_FORMAT`` 2)::
     RUN/version_<k>/model.safetensors      M_k (its ``to_config()`` in the metadata)
     RUN/version_<k>/transform.safetensors  B_k (k >= 1)
     RUN/version_<k>/embeddings.safetensors user_emb [U_k, D_k], item_emb [I_k, D_k] at t_k
+    RUN/version_<k>/ids.parquet            (kind, id) of those rows, for runs without graph/
     RUN/version_<k>/metrics.json           validation metrics, best epoch, seconds
     RUN/version_<k>/curve.csv              the training curve
     RUN/version_<k>/done.json              written last: the version is finished
@@ -41,6 +42,8 @@ __all__ = [
     "finished_versions",
     "write_embeddings",
     "read_embeddings",
+    "write_ids",
+    "read_ids",
     "write_version_record",
     "read_metrics",
     "mark_done",
@@ -52,6 +55,7 @@ CONFIG = "config.json"
 MODEL = "model.safetensors"
 TRANSFORM = "transform.safetensors"
 EMBEDDINGS = "embeddings.safetensors"
+IDS = "ids.parquet"
 METRICS = "metrics.json"
 CURVE = "curve.csv"
 DONE = "done.json"
@@ -135,6 +139,41 @@ def read_embeddings(run: str | Path, k: int) -> dict[str, torch.Tensor]:
 
     tensors, _ = read_tensors(version_dir(run, k) / EMBEDDINGS)
     return tensors
+
+
+def write_ids(vdir: Path, ids: Mapping[str, Sequence[object]]) -> None:
+    """The ids of a version's embedding rows per kind (``user``, ``item``), as Parquet.
+
+    Runs of graph models take their ids from ``RUN/graph``; any other model writes them here.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    kinds = [kind for kind, values in ids.items() for _ in values]
+    flat = [str(v) for values in ids.values() for v in values]
+    table = pa.table({"kind": pa.array(kinds, pa.string()), "id": pa.array(flat, pa.string())})
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf)
+    atomic_write_bytes(vdir / IDS, buf.getvalue().to_pybytes())
+
+
+def read_ids(run: str | Path, k: int) -> dict[str, list[str]] | None:
+    """Ids per kind written by :func:`write_ids` (None when the version has none)."""
+    import pyarrow.parquet as pq
+
+    path = version_dir(run, k) / IDS
+    if not path.is_file():
+        return None
+    try:
+        table = pq.read_table(path)
+        kinds = table.column("kind").to_pylist()
+        values = table.column("id").to_pylist()
+    except Exception as err:  # pyarrow raises several types for corrupt files
+        raise RunFolderError(f"corrupt or unreadable ids file {path}: {err}") from err
+    out: dict[str, list[str]] = {}
+    for kind, value in zip(kinds, values, strict=True):
+        out.setdefault(str(kind), []).append(str(value))
+    return out
 
 
 def write_version_record(vdir: Path, metrics: Mapping[str, Any], curve: Sequence[Mapping[str, float]]) -> None:

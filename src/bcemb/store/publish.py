@@ -202,10 +202,7 @@ def publish(
                 f"nothing to publish: the store's latest is version {latest} and the run's latest "
                 f"finished version is {k_new}"
             )
-        try:
-            graph = load_graph(run_dir / "graph")
-        except DataError as err:
-            raise PublishError(f"cannot read the run's graph: {err}") from err
+        graph = _run_graph(run_dir)
         if current is not None:
             _check_lineage(run_dir, root, current, graph)
         _collect_garbage(root, current)
@@ -269,10 +266,50 @@ def publish(
     return manifest
 
 
+def _run_graph(run_dir: Path) -> EvolvingGraph | None:
+    """The run's graph, or None for a run of a model without one (ids come per version)."""
+    if not (run_dir / "graph").exists() and run_folder.read_ids(run_dir, 0) is not None:
+        return None
+    try:
+        return load_graph(run_dir / "graph")
+    except DataError as err:
+        raise PublishError(f"cannot read the run's graph: {err}") from err
+
+
+def _version_ids(
+    run_dir: Path, k: int, graph: EvolvingGraph | None, n_users: int, n_items: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """String ids of version ``k``'s user and item rows (from the graph, or ``ids.parquet``)."""
+    vdir = run_folder.version_dir(run_dir, k)
+    if graph is not None:
+        if n_users > graph.num_users or n_items > graph.num_items:
+            raise PublishError(
+                f"{vdir}: embeddings of {n_users} users and {n_items} items, but the run's graph has "
+                f"{graph.num_users} users and {graph.num_items} items"
+            )
+        return graph.user_ids[:n_users].astype(str), graph.item_ids[:n_items].astype(str)
+    try:
+        ids = run_folder.read_ids(run_dir, k)
+    except run_folder.RunFolderError as err:
+        raise PublishError(str(err)) from err
+    if ids is None:
+        raise PublishError(f"missing file: {vdir / run_folder.IDS} (a run without graph/ lists its ids)")
+    users, items = ids.get("user", []), ids.get("item", [])
+    if (len(users), len(items)) != (n_users, n_items):
+        raise PublishError(
+            f"{vdir / run_folder.IDS}: {len(users)} user and {len(items)} item ids for embeddings of "
+            f"{n_users} users and {n_items} items"
+        )
+    for kind, values in (("user", users), ("item", items)):
+        if len(set(values)) != len(values):
+            raise PublishError(f"{vdir / run_folder.IDS}: duplicate {kind} ids")
+    return np.asarray(users, dtype=str), np.asarray(items, dtype=str)
+
+
 def _stage_version(
     run_dir: Path,
     k: int,
-    graph: EvolvingGraph,
+    graph: EvolvingGraph | None,
     config: dict[str, Any],
     staging: Path,
     files: dict[str, FileEntry],
@@ -303,13 +340,7 @@ def _stage_version(
 
     user_emb, item_emb = _read_embeddings(vdir / "embeddings.safetensors")
     (n_users, dim), n_items = user_emb.shape, item_emb.shape[0]
-    if n_users > graph.num_users or n_items > graph.num_items:
-        raise PublishError(
-            f"{vdir}: embeddings of {n_users} users and {n_items} items, but the run's graph has "
-            f"{graph.num_users} users and {graph.num_items} items"
-        )
-    user_ids = graph.user_ids[:n_users].astype(str)
-    item_ids = graph.item_ids[:n_items].astype(str)
+    user_ids, item_ids = _version_ids(run_dir, k, graph, n_users, n_items)
 
     transform_config = None
     if k > 0:
@@ -370,7 +401,7 @@ def _stage_version(
                 parts.append(record(None, name))
 
     model_check = None
-    if is_latest:
+    if is_latest and graph is not None:  # a graph model embeds new nodes on this snapshot
         snapshot = _snapshot(graph, config, k, n_users, n_items, vdir)
         save_graph(snapshot, out / "graph", overwrite=False)
         for f in sorted((out / "graph").rglob("*")):
@@ -476,7 +507,7 @@ def _check_model(
     return {"max_abs_diff": diff, "ok": ok}
 
 
-def _check_lineage(run_dir: Path, root: Path, current: Manifest, graph: EvolvingGraph) -> None:
+def _check_lineage(run_dir: Path, root: Path, current: Manifest, graph: EvolvingGraph | None) -> None:
     """The run must extend the store's chain: same ``B_1..B_L`` and the same ``z_L`` on its probes."""
     for entry in current.versions[1:]:
         src = run_dir / f"version_{entry.version}" / "transform.safetensors"
@@ -501,12 +532,13 @@ def _check_lineage(run_dir: Path, root: Path, current: Manifest, graph: Evolving
         )
     kinds = table.column("kind").to_numpy(zero_copy_only=False)
     ids = table.column("id").to_numpy(zero_copy_only=False)
+    run_ids = _version_ids(run_dir, last.version, graph, len(user_emb), len(item_emb))
     for kind, emb, all_ids in (
-        ("user", user_emb, graph.user_ids),
-        ("item", item_emb, graph.item_ids),
+        ("user", user_emb, run_ids[0]),
+        ("item", item_emb, run_ids[1]),
     ):
         mask = kinds == kind
-        index = {v: r for r, v in enumerate(all_ids[: len(emb)].astype(str))}
+        index = {v: r for r, v in enumerate(all_ids)}
         rows = [index.get(i, -1) for i in ids[mask]]
         if -1 in rows or not np.allclose(emb[rows], stored[mask], rtol=1e-5, atol=1e-6):
             raise PublishError(

@@ -455,6 +455,11 @@ class EmbeddingStore:
         with self._lock:
             if self._model is None or self._graph is None:
                 latest = self.manifest.versions[self.latest]
+                if "graph" not in latest.files:
+                    raise StoreError(
+                        f"version {self.latest} was published from a model without a graph: embed new "
+                        "inputs with that model and map them with EmbeddingStore.transform(z, version=j)"
+                    )
                 try:
                     model = load_model(self._file(latest.files["model"]))
                     graph_dir = latest.files["graph"]
