@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from bcemb.data.graph import EvolvingGraph
+from bcemb.models.sage_plan import SagePlan, build_full_plan
 
 __all__ = ["GraphInput"]
 
@@ -34,10 +35,19 @@ class GraphInput:
     item_bags: dict[str, tuple[Tensor, Tensor]]
     mean_adj: Tensor | None = None
     mean_adj_t: Tensor | None = None
+    _plans: dict[int, SagePlan] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.mean_adj is None:
             self.mean_adj, self.mean_adj_t = _mean_operators(self.adj_t)
+
+    def sage_plan(self, num_layers: int) -> SagePlan:
+        """The encoder's full-graph plan for ``num_layers`` layers (built once, then cached)."""
+        if num_layers not in self._plans:
+            cpu = {k: (a.cpu(), b.cpu()) for k, (a, b) in self.item_bags.items()}
+            plan = build_full_plan(self.adj_t.cpu(), self.num_users, self.num_items, cpu, num_layers)
+            self._plans[num_layers] = plan.to(self.adj_t.device)
+        return self._plans[num_layers]
 
     @property
     def num_nodes(self) -> int:
@@ -86,6 +96,7 @@ class GraphInput:
             {k: (a.to(device), b.to(device)) for k, (a, b) in self.item_bags.items()},
             self.mean_adj.to(device) if self.mean_adj is not None else None,
             self.mean_adj_t.to(device) if self.mean_adj_t is not None else None,
+            {k: plan.to(device) for k, plan in self._plans.items()},
         )
 
 

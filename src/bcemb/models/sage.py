@@ -7,13 +7,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import SAGEConv
 
 from bcemb.models.base import MODELS
 from bcemb.models.graph_input import GraphInput
+from bcemb.models.sage_plan import SagePlan
+from bcemb.models.spmm import spmm
 
-__all__ = ["SageConfig", "SageEncoder", "mean_aggregate"]
+__all__ = ["BAG_MODES", "SageConfig", "SageEncoder", "mean_aggregate"]
 
 
 class _MeanAggregate(torch.autograd.Function):
@@ -34,6 +37,10 @@ def mean_aggregate(x: Tensor, graph: GraphInput) -> Tensor:
     return _MeanAggregate.apply(x, graph.mean_adj, graph.mean_adj_t)
 
 
+#: ``EmbeddingBag`` reductions an item's feature group can use.
+BAG_MODES = ("sum", "mean")
+
+
 @dataclass(frozen=True)
 class SageConfig:
     """Architecture of one model version.
@@ -42,11 +49,15 @@ class SageConfig:
         num_layers: SAGEConv layers.
         dim: Input, hidden and output dimension ``D_k``.
         feature_sizes: Vocabulary size of each item feature group.
+        bag_mode: How a feature group's embeddings are pooled: ``"sum"`` (our default, and
+            that of every model saved before this field existed) or ``"mean"`` (the
+            reference code's ``EmbeddingBag`` default).
     """
 
     num_layers: int
     dim: int
     feature_sizes: Mapping[str, int] = field(default_factory=dict)
+    bag_mode: str = "sum"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -54,18 +65,56 @@ class SageConfig:
         d["feature_sizes"] = dict(self.feature_sizes)
         return d
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SageConfig:
+        """Inverse of :meth:`to_dict`; fields missing from older files take their defaults."""
+        return cls(
+            int(d["num_layers"]), int(d["dim"]), dict(d.get("feature_sizes", {})),
+            str(d.get("bag_mode", "sum")),
+        )
+
+
+def _weighted_batch_norm(x: Tensor, weight: Tensor, norm: nn.BatchNorm1d) -> Tensor:
+    """Training-mode BatchNorm of rows that stand for ``weight`` identical rows each.
+
+    Equals ``norm`` applied to the expanded rows (statistics over ``weight.sum()`` rows,
+    biased variance to normalise, unbiased for the running estimate), on ``len(x)`` rows.
+    """
+    n = float(weight.sum())
+    if n <= 1:
+        raise ValueError("BatchNorm needs more than one row per channel when training")
+    w = (weight / n).to(x.dtype).unsqueeze(1)
+    mean = (w * x).sum(0)
+    centred = x - mean
+    var = (w * centred.square()).sum(0)
+    out = centred * torch.rsqrt(var + norm.eps)
+    if norm.affine:
+        out = out * norm.weight + norm.bias
+    if norm.track_running_stats and norm.running_mean is not None:
+        with torch.no_grad():
+            norm.num_batches_tracked.add_(1)
+            factor = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
+            norm.running_mean.mul_(1 - factor).add_(mean.detach(), alpha=factor)
+            norm.running_var.mul_(1 - factor).add_(var.detach() * (n / (n - 1)), alpha=factor)
+    return out
+
 
 @MODELS.register("sage", synonyms=("graphsage",))
 class SageEncoder(nn.Module):
     r"""GraphSAGE over the undirected user-item graph.
 
     Inputs: one learned vector shared by all users (so any new user can be embedded: the
-    model is inductive) and, for items, a learned shared vector plus the sum of one
-    ``EmbeddingBag`` per feature group (the shared item vector keeps featureless items from
-    starting at zero). Each layer is ``SAGEConv(mean, root weight) -> BatchNorm -> ReLU``,
-    without the ReLU after the last layer:
+    model is inductive) and, for items, a learned shared vector plus the pooled (``bag_mode``)
+    ``EmbeddingBag`` of each feature group (the shared item vector keeps featureless items
+    from starting at zero). Each layer is ``SAGEConv(mean, root weight) -> BatchNorm ->
+    ReLU``, without the ReLU after the last layer:
 
     .. math:: h_v' = W_1 h_v + W_2 \operatorname{mean}_{u \in N(v)} h_u
+
+    The computation follows a :class:`~bcemb.models.sage_plan.SagePlan` (one GEMM per layer
+    for both weights, the first layers on distinct rows only); the result equals PyG's
+    ``SAGEConv`` layers, which :mod:`bcemb.models.sage_reference` runs for tests and
+    benchmarks.
 
     Shapes:
         forward(graph) -> (user_emb ``[num_users, dim]``, item_emb ``[num_items, dim]``).
@@ -75,12 +124,17 @@ class SageEncoder(nn.Module):
         super().__init__()
         if config.num_layers < 1 or config.dim < 1:
             raise ValueError(f"need at least one layer and a positive dim, got {config}")
+        if config.bag_mode not in BAG_MODES:
+            raise ValueError(f"bag_mode must be one of {BAG_MODES}, got {config.bag_mode!r}")
         self.config = config
         d = config.dim
         self.user_input = nn.Parameter(torch.empty(d))
         self.item_input = nn.Parameter(torch.empty(d))
         self.item_bags = nn.ModuleDict(
-            {name: nn.EmbeddingBag(max(size, 1), d, mode="sum") for name, size in config.feature_sizes.items()}
+            {
+                name: nn.EmbeddingBag(max(size, 1), d, mode=config.bag_mode)
+                for name, size in config.feature_sizes.items()
+            }
         )
         self.convs = nn.ModuleList(SAGEConv(d, d, aggr="mean") for _ in range(config.num_layers))
         self.norms = nn.ModuleList(nn.BatchNorm1d(d) for _ in range(config.num_layers))
@@ -108,28 +162,52 @@ class SageEncoder(nn.Module):
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SageEncoder:
         """A fresh model of the architecture :meth:`to_config` describes."""
-        return cls(SageConfig(int(config["num_layers"]), int(config["dim"]), dict(config.get("feature_sizes", {}))))
+        return cls(SageConfig.from_dict(config))
+
+    def item_features(self, item_bags: Mapping[str, tuple[Tensor, Tensor]], num_items: int) -> Tensor:
+        """Layer-0 features of the items whose ``(indices, offsets)`` bags are given. ``[I, dim]``."""
+        items = self.item_input.expand(num_items, -1)
+        for name, bag in self.item_bags.items():
+            if name in item_bags:
+                idx, off = item_bags[name]
+                items = items + bag(idx, off)
+        return items
 
     def node_features(self, graph: GraphInput) -> Tensor:
         """Layer-0 features of all nodes. Shape ``[N, dim]``."""
         users = self.user_input.expand(graph.num_users, -1)
-        items = self.item_input.expand(graph.num_items, -1)
-        for name, bag in self.item_bags.items():
-            if name in graph.item_bags:
-                idx, off = graph.item_bags[name]
-                items = items + bag(idx, off)
-        return torch.cat([users, items], dim=0)
+        return torch.cat([users, self.item_features(graph.item_bags, graph.num_items)], dim=0)
+
+    def run_plan(self, plan: SagePlan) -> Tensor:
+        """The last layer's output rows that ``plan`` selects. Shape ``[rows, dim]``."""
+        if len(plan.layers) != len(self.convs):
+            raise ValueError(f"plan has {len(plan.layers)} layers, model {len(self.convs)}")
+        items = self.item_features(plan.input_bags, plan.num_input_items)
+        x = torch.cat([self.user_input.unsqueeze(0), items])
+        last = len(self.convs) - 1
+        for i, (conv, norm, layer) in enumerate(zip(self.convs, self.norms, plan.layers, strict=True)):
+            # One GEMM for lin_l and lin_r; row 2s of the [2R, D] view is source s's
+            # neighbour projection, row 2s+1 its self projection (see sage_plan).
+            w = torch.cat([conv.lin_l.weight, conv.lin_r.weight])
+            h = F.linear(x, w).view(-1, w.shape[1])
+            x = spmm(layer.op, h)
+            if conv.lin_l.bias is not None:
+                x = x + conv.lin_l.bias
+            if self.training and layer.weight is not None:
+                x = _weighted_batch_norm(x, layer.weight, norm)
+            else:
+                x = norm(x)
+            if i < last:
+                x = x.relu_()
+        return x if plan.out_index is None else x[plan.out_index]
+
+    def embed(self, graph: GraphInput) -> Tensor:
+        """Every node's embedding, users then items. Shape ``[N, dim]``."""
+        return self.run_plan(graph.sage_plan(len(self.convs)))
 
     def forward(self, graph: GraphInput) -> tuple[Tensor, Tensor]:
         """Embed every user and item of the snapshot."""
-        x = self.node_features(graph)
-        last = len(self.convs) - 1
-        for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
-            # Exactly SAGEConv(mean, root weight): lin_l(mean of neighbours) + lin_r(x), with
-            # the aggregation done by our operator pair (tests check it equals conv(x, adj_t)).
-            x = norm(conv.lin_l(mean_aggregate(x, graph)) + conv.lin_r(x))
-            if i < last:
-                x = x.relu()
+        x = self.embed(graph)
         return x[: graph.num_users], x[graph.num_users :]
 
     def __repr__(self) -> str:
