@@ -53,6 +53,16 @@ def _dataset_options(dataset: str, reviews: Path | None, meta: Path | None, synt
     return opts
 
 
+def _interrupted(out: Path) -> None:
+    """Ctrl-C: say what is kept and how to go on (finished versions and the last checkpoint)."""
+    typer.echo(
+        f"\ninterrupted. Finished versions and the checkpoint of the version in progress (saved at "
+        f"every evaluation) are kept in {out}; run the same command again to resume.",
+        err=True,
+    )
+    raise typer.Exit(130)
+
+
 def _fail(err: Exception) -> None:
     typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=1)
@@ -123,6 +133,8 @@ def train(
         data = ExperimentData(load_dataset(cfg.dataset, **cfg.dataset_options), times=cfg.times,
                               device=resolve_device(cfg.device))
         arts = train_method(data, m, cfg, out, show_progress=verbose)
+    except KeyboardInterrupt:
+        _interrupted(out)
     except (ValueError, KeyError, OSError) as err:
         _fail(err)
     for a in arts:
@@ -159,6 +171,8 @@ def benchmark(
             cfg, out, methods=methods.split(",") if methods else None,
             lams=[float(x) for x in lams.split(",") if x.strip()], show_progress=verbose,
         )
+    except KeyboardInterrupt:
+        _interrupted(out)
     except (ValueError, KeyError, OSError) as err:
         _fail(err)
     typer.echo(table3(rows).round(3).to_string(index=False))

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["Method", "MethodContext", "VersionArtifact", "ModelCache", "AlignmentLoss"]
 
 AlignmentLoss = Callable[..., torch.Tensor]
+_CHECKPOINT = "checkpoint.safetensors"
 
 
 @dataclass
@@ -106,6 +107,14 @@ class ModelCache:
         if transform is not None:
             save_module(d / "transform.safetensors", transform, transform.to_config())
         write_json(d / "outcome.json", {**outcome, "transform": transform is not None})
+        (d / _CHECKPOINT).unlink(missing_ok=True)  # the finished entry supersedes it
+
+    def checkpoint(self, key: str) -> Path | None:
+        """Where the training of ``key`` checkpoints within the version (None: no cache)."""
+        if self.root is None:
+            return None
+        self._dir(key).mkdir(parents=True, exist_ok=True)
+        return self._dir(key) / _CHECKPOINT
 
 
 @dataclass
@@ -280,6 +289,7 @@ class Method:
             warmup_epochs=self.fitting.warmup(ctx.config) if alignment is not None else 0,
             show_progress=ctx.show_progress,
             desc=f"{self.name} v{k}",
+            checkpoint=ctx.cache.checkpoint(self.model_key(k)),
         )
         logger.info(
             "%s v%d: best epoch %d, %s %.4f (%.1fs)", self.name, k, result.best_epoch,

@@ -12,10 +12,12 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from bcemb.training.checkpoint import LoopState, load_checkpoint, save_checkpoint
 from bcemb.training.config import TrainConfig
 from bcemb.training.objectives import Evaluator, Objective
 from bcemb.training.recommender import VersionData
@@ -89,6 +91,7 @@ def train_model(
     warmup_epochs: int = 0,
     show_progress: bool | None = None,
     desc: str = "train",
+    checkpoint: str | Path | None = None,
 ) -> TrainOutcome:
     """Train ``model`` (and ``alignment.transform``) in place; restore the best epoch.
 
@@ -102,6 +105,8 @@ def train_model(
         warmup_epochs: Epochs not eligible as the best (joint methods let the alignment settle).
         show_progress: Progress bar (None: on when logging at INFO).
         desc: Progress-bar label.
+        checkpoint: A file where the loop's state is saved at every evaluation; when it
+            exists, training resumes from it (bit for bit the uninterrupted run).
     """
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
@@ -109,6 +114,7 @@ def train_model(
         return _train_model(
             model, objective, evaluator, config, generator=generator, alignment=alignment,
             warmup_epochs=warmup_epochs, show_progress=show_progress, desc=desc,
+            checkpoint=Path(checkpoint) if checkpoint is not None else None,
         )
     finally:
         torch.use_deterministic_algorithms(previous)
@@ -125,17 +131,22 @@ def _train_model(
     warmup_epochs: int,
     show_progress: bool | None,
     desc: str,
+    checkpoint: Path | None,
 ) -> TrainOutcome:
     params = list(model.parameters())
-    if alignment is not None and alignment.transform.trainable:
-        params += list(alignment.transform.parameters())
+    transform = alignment.transform if alignment is not None else None
+    if transform is not None and transform.trainable:
+        params += list(transform.parameters())
     opt = torch.optim.Adam(params, lr=config.lr)
-    best: tuple[float, int, dict, dict | None, dict[str, float]] | None = None
-    curve: list[dict[str, float]] = []
-    bad_evals = 0
+    state = LoopState(epoch=0)
+    if checkpoint is not None:
+        resumed = load_checkpoint(checkpoint, model, transform, opt, generator)
+        if resumed is not None:
+            state = resumed
+            logger.info("%s: resuming after epoch %d from %s", desc, state.epoch, checkpoint)
     start = time.perf_counter()
-    epoch = 0
-    bar = progress(range(1, config.epochs + 1), desc=desc, show=show_progress, leave=False)
+    epochs = range(state.epoch + 1, config.epochs + 1) if not state.finished else range(0)
+    bar = progress(epochs, desc=desc, show=show_progress, leave=False, initial=state.epoch, total=config.epochs)
     for epoch in bar:
         model.train()
         tot = tot_align = 0.0
@@ -160,26 +171,30 @@ def _train_model(
         metrics = evaluator(model)
         score = metrics[evaluator.primary]
         row = {"epoch": epoch, "loss": tot / max(steps, 1), "align": tot_align / max(steps, 1), **metrics}
-        curve.append(row)
+        state.curve.append(row)
+        state.epoch = epoch
         bar.set_postfix(loss=f"{row['loss']:.4f}", r=f"{score:.4f}")
-        if epoch <= warmup_epochs and epoch != config.epochs:
-            continue
-        if best is None or score > best[0]:
-            tstate = copy.deepcopy(alignment.transform.state_dict()) if alignment else None
-            best = (score, epoch, copy.deepcopy(model.state_dict()), tstate, metrics)
-            bad_evals = 0
-        else:
-            bad_evals += 1
-            if config.patience is not None and bad_evals >= config.patience:
-                break
-    assert best is not None  # the last epoch is always evaluated
-    model.load_state_dict(best[2])
-    if alignment is not None and best[3] is not None:
-        alignment.transform.load_state_dict(best[3])
+        eligible = epoch > warmup_epochs or epoch == config.epochs
+        if eligible and (state.best_score is None or score > state.best_score):
+            state.best_score, state.best_epoch, state.best_metrics = score, epoch, metrics
+            state.best_model = copy.deepcopy(model.state_dict())
+            state.best_transform = copy.deepcopy(transform.state_dict()) if transform is not None else None
+            state.bad_evals = 0
+        elif eligible:
+            state.bad_evals += 1
+            state.finished = config.patience is not None and state.bad_evals >= config.patience
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, state, model, transform, opt, generator)
+        if state.finished:
+            break
+    assert state.best_model is not None  # the last epoch is always evaluated
+    model.load_state_dict(state.best_model)
+    if transform is not None and state.best_transform is not None:
+        transform.load_state_dict(state.best_transform)
     model.eval()
     return TrainOutcome(
-        best_epoch=best[1], metrics=best[4], curve=curve, seconds=time.perf_counter() - start,
-        epochs_run=epoch,
+        best_epoch=state.best_epoch, metrics=state.best_metrics, curve=state.curve,
+        seconds=time.perf_counter() - start, epochs_run=state.epoch,
     )
 
 
