@@ -1,22 +1,35 @@
-"""Seconds per training epoch of every version size, and the training step's FLOP rate.
+"""Seconds per training epoch of every version size: our step against the plain PyG step.
 
 For each dataset (MovieLens-100K and a synthetic graph of the paper's Musical Instruments
 size: 27,530 users, 10,611 items, 231,312 edges) and each version ``k`` of a size table,
-this times the training step of :func:`bcemb.training.trainer.train_model` on version
-``k``'s training graph (``ExperimentData(graph).version(k).train_graph``):
+this times the training step of :func:`bcemb.training.trainer.train_model` (its
+:func:`~bcemb.training.trainer.train_step` with :class:`~bcemb.training.recommender.BPRObjective`)
+on version ``k``'s training graph, in several *variants*, interleaved step by step so that
+load from other jobs hits them alike:
 
-    full-graph forward of the SageEncoder -> BPR loss on one sampled batch
-    [-> + BC-Aligner's multi-step alignment loss, with ``--with-alignment``]
-    -> backward -> Adam step -> float(loss)
+* ``ours``: the library's step as the trainer runs it (deterministic kernels on, the default);
+* ``ours-fast``: the same with ``torch.use_deterministic_algorithms(False)`` (the fast path;
+  the ratio of the two is the cost of determinism);
+* ``plain``: the plain PyG step, the baseline: the same model and weights computed as the
+  paper's reference code does, every layer ``SAGEConv(x, adj_t)`` on the full graph with
+  PyG's own sparse aggregation (``adj_t`` a torch CSR matrix: without ``torch-sparse`` this
+  is what PyG uses for a ``SparseTensor``), BatchNorm, ReLU
+  (:mod:`bcemb.models.sage_reference`); ``--plain-edge-index`` adds ``plain-ei``, the same
+  with an ``edge_index`` (scatter-based message passing, much slower);
+* ``bc``: ``ours`` plus BC-Aligner's multi-step alignment loss (``--with-alignment``, k >= 1).
 
-and reports seconds per step, steps per epoch (``ceil(train edges / batch)``), seconds per
-epoch (steps x s/step + the epoch's BPR sampling, measured once), the estimated time of the
-paper's 500 epochs (validation every 10 epochs is not included), the step's achieved
-GFLOP/s, and, measured in the same run on the same tensors' shapes, the machine's dense
-matrix-multiply rate (``torch.mm`` of ``[N, D] x [D, D]``, the shape of every dense product
-of a layer) and sparse aggregation rate (``D^-1 A @ x``, CSR ``[N, N]`` times ``[N, D]``).
+Each step is: forward -> BPR loss on one sampled batch [-> + alignment] -> backward -> Adam
+step -> float(loss). It reports seconds per step, steps per epoch (``ceil(train edges /
+batch)``), seconds per epoch (steps x s/step + the epoch's BPR sampling, measured once), the
+estimated time of the paper's 500 epochs (validation not included), and the last lines give
+the figures of issue 8: ``dense_rate_ratio`` (our step's dense products, timed and counted
+by ``torch.profiler``, against ``torch.mm`` of the same ``[N, D] x [D, 2D]`` shape in the
+same run), ``deterministic_cost`` (ours / ours-fast), ``bc_over_nonbc`` (bc / ours) and,
+last, ``ratio_vs_plain_pyg`` (plain / ours, the minimum over versions).
 
-FLOP count of one step (a multiply-add is 2 FLOPs). ``N`` nodes, ``M`` non-zeros of the
+FLOP count of the plain step (a multiply-add is 2 FLOPs); our step computes the same model
+with fewer FLOPs (layer 1 on distinct input rows, layer 2 on distinct layer-1 rows: see
+:mod:`bcemb.models.sage_plan`), so its "step GFLOP/s" is an effective rate. ``N`` nodes, ``M`` non-zeros of the
 mean operator ``D^-1 A`` (twice the distinct training edges), ``L`` layers, ``D`` the
 dimension, ``B`` the batch, ``F`` item-feature entries, ``P`` trainable parameters:
 
@@ -58,26 +71,29 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from bcemb.data.datasets.movielens import load_movielens_100k
 from bcemb.data.datasets.synthetic import make_synthetic
 from bcemb.data.graph import EvolvingGraph
-from bcemb.data.sampling import BPRSampler
 from bcemb.experiments.config import PROFILES, SIZE_TABLES
 from bcemb.experiments.context import ExperimentData
-from bcemb.losses import bpr_loss, multi_step_alignment
+from bcemb.losses import multi_step_alignment
 from bcemb.models.graph_input import GraphInput
 from bcemb.models.sage import SageConfig, SageEncoder
-from bcemb.training.trainer import VersionData
+from bcemb.models.sage_reference import plain_pyg_adjacency, plain_pyg_embed
+from bcemb.training.recommender import BPRObjective
+from bcemb.training.trainer import Alignment, VersionData, train_step
 from bcemb.transforms.base import BackwardTransform
 from bcemb.transforms.linear import LinearTransform
 from bcemb.utils import resolve_device
@@ -97,13 +113,13 @@ class Row:
     dataset: str
     sizes: str
     k: int
+    variant: str
     layers: int
     dim: int
     nodes: int
     nnz: int
     train_edges: int
     batch: int
-    align: bool
     steps_timed: int
     s_step: float
     s_step_best: float
@@ -114,6 +130,12 @@ class Row:
     mm_gflops: float
     wgrad_gflops: float
     spmm_gflops: float
+    layer_mm_gflops: float = float("nan")
+    dense_gflops: float = float("nan")
+
+    @property
+    def align(self) -> bool:
+        return self.variant == "bc"
 
     @property
     def steps_per_epoch(self) -> int:
@@ -200,118 +222,166 @@ def _times(
     return times
 
 
-def kernel_rates(graph: GraphInput, dim: int, device: torch.device) -> tuple[float, float, float]:
+def kernel_rates(graph: GraphInput, dim: int, device: torch.device) -> tuple[float, float, float, float]:
     """GFLOP/s of the step's kernels on this graph's shapes, best of several repetitions.
 
-    Returns the rates of ``torch.mm`` ``[N, D] x [D, D]`` (a layer's forward product and its
-    input gradient), ``[D, N] x [N, D]`` (the weight gradient), and the sparse mean
-    aggregation ``D^-1 A @ [N, D]``. The fastest repetition is the one least disturbed by
-    other jobs, so these approximate what the machine can do.
+    Returns the rates of ``torch.mm`` ``[N, D] x [D, D]`` (a plain layer's forward product and
+    its input gradient), ``[D, N] x [N, D]`` (the weight gradient), the sparse mean
+    aggregation ``D^-1 A @ [N, D]``, and the rate of our layer's three products (``[N, D] x
+    [D, 2D]``, ``[N, 2D] x [2D, D]``, ``[2D, N] x [N, D]``, equal FLOPs each, so the harmonic
+    mean), the "same-shape matmul rate" that the step's dense part is compared with. The
+    fastest repetition is the one least disturbed by other jobs, so these approximate what
+    the machine can do.
     """
     n = graph.num_nodes
     gen = torch.Generator(device="cpu").manual_seed(0)
     x = torch.randn(n, dim, generator=gen).to(device)
     w = torch.randn(dim, dim, generator=gen).to(device)
-    xt = x.t()
-    t_mm = min(_times(lambda: torch.mm(x, w), device, reps=20, budget_s=1.0))
-    t_wg = min(_times(lambda: torch.mm(xt, x), device, reps=20, budget_s=1.0))
-    t_sp = min(_times(lambda: graph.mean_adj @ x, device, reps=20, budget_s=1.0))
+    w2 = torch.randn(dim, 2 * dim, generator=gen).to(device)
+    h = torch.randn(n, 2 * dim, generator=gen).to(device)
+    xt, ht = x.t(), h.t()
+    best = {}
+    for key, fn in {
+        "mm": lambda: torch.mm(x, w),
+        "wgrad": lambda: torch.mm(xt, x),
+        "spmm": lambda: graph.mean_adj @ x,
+        "fwd": lambda: torch.mm(x, w2),
+        "dgrad": lambda: torch.mm(h, w2.t()),
+        "wgrad2": lambda: torch.mm(ht, x),
+    }.items():
+        best[key] = min(_times(fn, device, reps=20, budget_s=1.0))
     dense = 2 * n * dim * dim / 1e9
-    return dense / t_mm, dense / t_wg, 2 * graph.mean_adj._nnz() * dim / 1e9 / t_sp
+    layer = 3 / sum(best[key] / (2 * dense) for key in ("fwd", "dgrad", "wgrad2"))
+    return (
+        dense / best["mm"], dense / best["wgrad"], 2 * graph.mean_adj._nnz() * dim / 1e9 / best["spmm"], layer
+    )
 
 
-def time_training(
+class _PlainPyG(nn.Module):
+    """``model``'s weights computed by plain PyG layers (the baseline), same call signature."""
+
+    def __init__(self, model: SageEncoder, adjacency: torch.Tensor) -> None:
+        super().__init__()
+        self.model = model
+        self.adjacency = adjacency
+
+    def forward(self, graph: GraphInput) -> tuple[torch.Tensor, torch.Tensor]:
+        x = plain_pyg_embed(self.model, graph, self.adjacency)
+        return x[: graph.num_users], x[graph.num_users :]
+
+
+@contextlib.contextmanager
+def _deterministic(flag: bool) -> Iterator[None]:
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(flag, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def time_variants(
     data: VersionData,
     feature_sizes: dict[str, int],
     sizes: Sequence[tuple[int, int]],
     k: int,
+    variants: Sequence[str],
     *,
     batch_size: int,
     lr: float,
     weight_decay: float,
+    lam: float,
     steps: int,
     warmup: int,
     row_budget_s: float,
-    with_alignment: bool,
     device: torch.device,
     seed: int = 0,
-) -> tuple[list[float], float, int]:
-    """Time the training step of ``train_model`` on version ``k``.
+) -> tuple[dict[str, list[float]], float, dict[str, int], float]:
+    """Time the training step of every variant on version ``k``, interleaved step by step.
 
-    Returns ``(seconds of each timed step, s of one epoch's BPR sampling, parameters)``.
+    Returns ``(seconds of each timed step per variant, s of one epoch's BPR sampling,
+    trainable parameters per variant, dense-part rate of ``ours`` in GFLOP/s)``.
     """
     layers, dim = sizes[k]
-    torch.manual_seed(seed)
-    model = SageEncoder(SageConfig(layers, dim, feature_sizes)).to(device)
-    model.train()
-    params = list(model.parameters())
-    align = None
-    if with_alignment and k >= 1:
-        prev_dim = sizes[k - 1][1]
-        transform = LinearTransform(dim, prev_dim).to(device)
-        # Frozen B_1 .. B_{k-1}, oldest first as multi_step_alignment expects.
-        older: list[BackwardTransform] = [
-            LinearTransform(sizes[j][1], sizes[j - 1][1]).frozen_copy().to(device)
-            for j in range(1, k)
-        ]
-        g = data.train_graph
-        prev_user = torch.randn(g.num_users, prev_dim, device=device)  # frozen M_{k-1} output
-        prev_item = torch.randn(g.num_items, prev_dim, device=device)
-        align = (transform, older, prev_user, prev_item)
-        params += list(transform.parameters())
-    opt = torch.optim.Adam(params, lr=lr)
-
-    sampler = BPRSampler(
-        data.train_user.cpu().numpy(),
-        data.train_item.cpu().numpy(),
-        data.train_graph.num_items,
-        generator=torch.Generator().manual_seed(seed),
-    )
+    g = data.train_graph
+    objective = BPRObjective(data, weight_decay=weight_decay)
+    gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
-    batches = list(sampler.epoch(batch_size))  # the epoch's draws happen here, once
+    batches = list(objective.batches(batch_size, gen))  # the epoch's draws happen here, once
     s_sample = time.perf_counter() - t0
 
-    def step(i: int) -> None:
-        # The body of train_model's inner loop, verbatim in effect.
-        user, pos, neg = batches[i % len(batches)]
-        user, pos, neg = user.to(device), pos.to(device), neg.to(device)
-        user_emb, item_emb = model(data.train_graph)
-        u, p, n = user_emb[user], item_emb[pos], item_emb[neg]
-        loss = bpr_loss(u, p, n, weight_decay=weight_decay)
-        if align is not None:
-            transform, older, prev_user, prev_item = align
-            z_k = torch.cat([u, p, n])
-            z_prev = torch.cat([prev_user[user], prev_item[pos], prev_item[neg]])
-            a = multi_step_alignment(z_k, z_prev, transform, older)
-            loss = loss + 1.0 * a
-            a.detach().item()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        loss.detach().item()  # train_model's float(loss): waits for the step
+    runners: dict[str, Callable[[int], object]] = {}
+    n_params: dict[str, int] = {}
+    for name in variants:
+        torch.manual_seed(seed)
+        model: nn.Module = SageEncoder(SageConfig(layers, dim, feature_sizes)).to(device)
+        if name.startswith("plain"):
+            kind = "edge_index" if name == "plain-ei" else "adj_t"
+            model = _PlainPyG(model, plain_pyg_adjacency(g, kind).to(device))
+        model.train()
+        params = list(model.parameters())
+        alignment = None
+        if name == "bc":
+            prev_dim = sizes[k - 1][1]
+            transform = LinearTransform(dim, prev_dim).to(device)
+            older: list[BackwardTransform] = [  # frozen B_1 .. B_{k-1}, oldest first
+                LinearTransform(sizes[j][1], sizes[j - 1][1]).frozen_copy().to(device)
+                for j in range(1, k)
+            ]
+            target = torch.randn(g.num_nodes, prev_dim, device=device)  # frozen M_{k-1} output
+            alignment = Alignment(transform, multi_step_alignment, older, target, lam)
+            params += list(transform.parameters())
+        opt = torch.optim.Adam(params, lr=lr)
+        det = name != "ours-fast"
 
+        def run(i: int, model=model, opt=opt, alignment=alignment, det=det) -> None:  # noqa: ANN001
+            with _deterministic(det):
+                train_step(model, objective, batches[i % len(batches)], opt, alignment)
+            _sync(device)
+
+        runners[name] = run
+        n_params[name] = sum(p.numel() for p in params if p.requires_grad)
+
+    g.sage_plan(layers)  # built once per graph, outside the timed steps
     i = 0
     warm_start = time.perf_counter()
     last = 0.0
     for _ in range(max(warmup, 1)):
         t = time.perf_counter()
-        step(i)
-        _sync(device)
+        for run in runners.values():
+            run(i)
         last = time.perf_counter() - t
         i += 1
         if time.perf_counter() - warm_start > row_budget_s / 2:  # slow sizes: one warm-up is enough
             break
-    # Fit the timed steps into the row's budget, but time at least two.
-    n_steps = max(2, min(steps, int(row_budget_s / max(last, 1e-9))))
-    times = []
-    for _ in range(n_steps):
-        t = time.perf_counter()
-        step(i)
-        _sync(device)
-        times.append(time.perf_counter() - t)
+    # Fit the timed rounds into the row's budget, but time at least two.
+    n_rounds = max(2, min(steps, int(row_budget_s / max(last, 1e-9))))
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(n_rounds):
+        for name, run in runners.items():
+            t = time.perf_counter()
+            run(i)
+            times[name].append(time.perf_counter() - t)
         i += 1
-    n_params = sum(p.numel() for p in params if p.requires_grad)
-    return times, s_sample, n_params
+    dense_rate = float("nan")
+    if "ours" in runners:
+        dense_rate = _dense_rate(lambda: runners["ours"](i))
+    return times, s_sample, n_params, dense_rate
+
+
+def _dense_rate(step: Callable[[], object], reps: int = 2) -> float:
+    """GFLOP/s of the dense products (``mm``/``addmm``/``bmm``) inside ``step``, by the profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+        for _ in range(reps):
+            step()
+    flops = secs = 0.0
+    for event in prof.key_averages():
+        if event.key in ("aten::mm", "aten::addmm", "aten::bmm") and event.flops:
+            flops += event.flops
+            secs += event.self_cpu_time_total / 1e6
+    return flops / secs / 1e9 if secs > 0 else float("nan")
 
 
 # --------------------------------------------------------------------------- driver
@@ -340,7 +410,7 @@ MAIN_COLS = [
     ("dataset", 9, lambda r: r.dataset),
     ("sizes", 6, lambda r: r.sizes),
     ("k", 2, lambda r: str(r.k)),
-    ("align", 6, lambda r: "yes" if r.align else "no"),
+    ("variant", 9, lambda r: r.variant),
     ("layers", 7, lambda r: str(r.layers)),
     ("dim", 5, lambda r: str(r.dim)),
     ("nodes", 7, lambda r: str(r.nodes)),
@@ -362,7 +432,7 @@ SPLIT_COLS = [
     ("dataset", 9, lambda r: r.dataset),
     ("sizes", 6, lambda r: r.sizes),
     ("k", 2, lambda r: str(r.k)),
-    ("align", 6, lambda r: "yes" if r.align else "no"),
+    ("variant", 9, lambda r: r.variant),
     ("best s/step", 12, lambda r: f"{r.s_step_best:.3f}"),
     ("wgrad GFLOP/s", 14, lambda r: f"{r.wgrad_gflops:.1f}"),
     ("spmm GFLOP/s", 13, lambda r: f"{r.spmm_gflops:.1f}"),
@@ -373,6 +443,37 @@ SPLIT_COLS = [
     ("sparse %", 9, lambda r: f"{100 * r.est_sparse_s / r.s_step_best:.0f}"),
     ("sampling s/epoch", 17, lambda r: f"{r.s_sample:.3f}"),
 ]
+
+
+def summary_lines(rows: Sequence[Row]) -> list[str]:
+    """``name value`` lines: per version, then the worst case; ``ratio_vs_plain_pyg`` last."""
+    by_key: dict[tuple[str, str, int], dict[str, Row]] = {}
+    for r in rows:
+        by_key.setdefault((r.dataset, r.sizes, r.k), {})[r.variant] = r
+    lines: list[str] = []
+    worst: dict[str, list[float]] = {"dense_rate_ratio": [], "deterministic_cost": [], "bc_over_nonbc": [], "ratio_vs_plain_pyg": []}
+    for (dataset, sizes, k), v in by_key.items():
+        tag = f"{dataset}/{sizes}/k{k}"
+        ours = v.get("ours")
+        if ours is None:
+            continue
+        figures = {"dense_rate_ratio": ours.dense_gflops / ours.layer_mm_gflops}
+        if "ours-fast" in v:
+            figures["deterministic_cost"] = ours.s_step / v["ours-fast"].s_step
+        if "bc" in v:
+            figures["bc_over_nonbc"] = v["bc"].s_step / ours.s_step
+        if "plain" in v:
+            figures["ratio_vs_plain_pyg"] = v["plain"].s_step / ours.s_step
+        if "plain-ei" in v:
+            lines.append(f"ratio_vs_plain_pyg_edge_index {tag} {v['plain-ei'].s_step / ours.s_step:.3f}")
+        for key, value in figures.items():
+            lines.append(f"{key} {tag} {value:.3f}")
+            worst[key].append(value)
+    pick = {"dense_rate_ratio": min, "deterministic_cost": max, "bc_over_nonbc": max, "ratio_vs_plain_pyg": min}
+    lines += [f"{key}_{pick[key].__name__} {pick[key](vals):.3f}" for key, vals in worst.items() if vals and key != "ratio_vs_plain_pyg"]
+    if worst["ratio_vs_plain_pyg"]:
+        lines.append(f"ratio_vs_plain_pyg {min(worst['ratio_vs_plain_pyg']):.3f}")
+    return lines
 
 
 def _table(rows: Sequence[Row], cols) -> str:  # noqa: ANN001
@@ -403,6 +504,11 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         "--with-alignment", action="store_true",
         help="also time a BC-Aligner step (multi-step alignment; versions k >= 1)",
     )
+    parser.add_argument(
+        "--plain-edge-index", action="store_true",
+        help="also time the plain PyG step with an edge_index (scatter aggregation; slow)",
+    )
+    parser.add_argument("--lam", type=float, default=16.0, help="alignment weight of the bc variant")
     parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument(
@@ -464,35 +570,41 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
                 train_cfg = PROFILES[profile]["train"]
                 batch = args.batch_size or train_cfg.batch_size
                 layers, dim = sizes[k]
-                mm, wgrad, spmm = kernel_rates(g, dim, device)
-                for align in [False, True] if args.with_alignment and k >= 1 else [False]:
-                    times, s_sample, n_params = time_training(
-                        data, exp.feature_sizes, sizes, k,
-                        batch_size=batch, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay,
-                        steps=args.steps, warmup=args.warmup, row_budget_s=args.row_budget,
-                        with_alignment=align, device=device, seed=args.seed,
-                    )
+                mm, wgrad, spmm, layer_mm = kernel_rates(g, dim, device)
+                variants = ["ours", "ours-fast", "plain"]
+                if args.plain_edge_index:
+                    variants.append("plain-ei")
+                if args.with_alignment and k >= 1:
+                    variants.append("bc")
+                times, s_sample, n_params, dense_rate = time_variants(
+                    data, exp.feature_sizes, sizes, k, variants,
+                    batch_size=batch, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay,
+                    lam=args.lam, steps=args.steps, warmup=args.warmup,
+                    row_budget_s=args.row_budget, device=device, seed=args.seed,
+                )
+                for variant in variants:
                     total, dense, sparse = step_flops(
                         nodes=g.num_nodes, nnz=g.mean_adj._nnz(), layers=layers, dim=dim,
                         # the mean batch of an epoch (its last batch is partial)
                         batch=len(data.train_user) / math.ceil(len(data.train_user) / batch),
-                        feature_entries=feature_entries, params=n_params,
-                        align_dims=[d for _, d in sizes[: k + 1]] if align else (),
+                        feature_entries=feature_entries, params=n_params[variant],
+                        align_dims=[d for _, d in sizes[: k + 1]] if variant == "bc" else (),
                     )
                     row = Row(
-                        dataset=name, sizes=label, k=k, layers=layers, dim=dim,
+                        dataset=name, sizes=label, k=k, variant=variant, layers=layers, dim=dim,
                         nodes=g.num_nodes, nnz=g.mean_adj._nnz(), train_edges=len(data.train_user),
-                        batch=batch, align=align, steps_timed=len(times),
-                        s_step=statistics.median(times),
-                        s_step_best=min(times),
+                        batch=batch, steps_timed=len(times[variant]),
+                        s_step=statistics.median(times[variant]),
+                        s_step_best=min(times[variant]),
                         s_sample=s_sample, flops=total, dense_flops=dense, sparse_flops=sparse,
                         mm_gflops=mm, wgrad_gflops=wgrad, spmm_gflops=spmm,
+                        layer_mm_gflops=layer_mm,
+                        dense_gflops=dense_rate if variant == "ours" else float("nan"),
                     )
                     rows.append(row)
                     print(
-                        f"  {name} {label} k={k} align={'yes' if align else 'no'}: "
-                        f"{row.s_step:.3f} s/step ({len(times)} timed), {row.s_epoch:.1f} s/epoch, "
-                        f"{row.step_gflops:.1f} GFLOP/s vs matmul {mm:.1f}",
+                        f"  {name} {label} k={k} {variant}: "
+                        f"{row.s_step:.3f} s/step ({row.steps_timed} timed), {row.s_epoch:.1f} s/epoch",
                         flush=True,
                     )
 
@@ -513,11 +625,17 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         "(dense: [N,D]x[D,D] and the weight gradient [D,N]x[N,D]; sparse: D^-1 A @ [N,D]); "
         "other = the rest (element-wise, autograd, Adam, indexing)."
     )
-    print(_table(rows, SPLIT_COLS))
+    print(_table([r for r in rows if r.variant.startswith("plain")], SPLIT_COLS))
     print(
         f"\nload average {load1:.2f} at end ({os.cpu_count()} CPUs): "
         "numbers are noisy when other jobs run."
     )
+    print(
+        "\nIssue 8 figures (medians of interleaved steps; dense rate: our step's mm/addmm by "
+        "torch.profiler vs the best standalone [N,D]x[D,2D], [N,2D]x[2D,D], [2D,N]x[N,D] rate):"
+    )
+    for line in summary_lines(rows):
+        print(line)
     return rows
 
 

@@ -35,13 +35,19 @@ def test_train_speed_runs_on_a_tiny_graph(capsys) -> None:
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
     assert "s/epoch" in out and "matmul GFLOP/s" in out and "torch " in out
-    # k=0 without alignment; k=1 with and without.
-    assert [(r.k, r.align) for r in rows] == [(0, False), (1, False), (1, True)]
+    # k=0: ours, ours-fast (no determinism), plain PyG; k=1 adds the BC-Aligner step.
+    assert [(r.k, r.variant) for r in rows] == [
+        (0, "ours"), (0, "ours-fast"), (0, "plain"), (1, "ours"), (1, "ours-fast"), (1, "plain"), (1, "bc"),
+    ]
     for r in rows:
         assert r.s_step > 0 and r.steps_timed >= 2 and r.mm_gflops > 0
         assert r.steps_per_epoch == math.ceil(r.train_edges / r.batch)
         assert r.flops > r.dense_flops > 0
-    assert rows[2].flops > rows[1].flops  # the alignment loss adds work
+    assert rows[6].flops > rows[3].flops  # the alignment loss adds work
+    lines = out.strip().splitlines()
+    assert lines[-1].startswith("ratio_vs_plain_pyg ") and float(lines[-1].split()[1]) > 0
+    assert any(line.startswith("bc_over_nonbc_max ") for line in lines)
+    assert any(line.startswith("dense_rate_ratio_min ") for line in lines)
 
 
 def test_flop_formula_matches_the_documented_terms() -> None:

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from bcemb.models.spmm import SparseOperator
 
-__all__ = ["SagePlan", "LayerOp", "build_full_plan", "item_types"]
+__all__ = ["SagePlan", "LayerOp", "build_full_plan", "item_types", "subset_bags"]
 
 #: Above this many padded feature slots per item, items are not grouped into types (each
 #: item is its own type); the grouping is then not worth its memory.
@@ -124,7 +124,7 @@ def item_types(
     return inverse, rep, counts
 
 
-def _subset_bags(
+def subset_bags(
     item_bags: Mapping[str, tuple[Tensor, Tensor]], items: Tensor
 ) -> dict[str, tuple[Tensor, Tensor]]:
     """The ``(indices, offsets)`` bags of ``items`` only, in that order."""
@@ -202,7 +202,7 @@ def build_full_plan(
         num_users=u_n,
         num_items=i_n,
         num_input_items=t_n,
-        input_bags=_subset_bags(item_bags, rep),
+        input_bags=subset_bags(item_bags, rep),
         layers=layers,
         out_index=node_type if num_layers == 1 else None,
     )

@@ -26,7 +26,7 @@ from bcemb.utils import progress
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["VersionData", "Alignment", "TrainOutcome", "train_model", "fit_posthoc"]
+__all__ = ["VersionData", "Alignment", "TrainOutcome", "train_model", "train_step", "fit_posthoc"]
 
 AlignmentLoss = Callable[..., Tensor]  # (z_k, z_prev, transform, previous, weight=None) -> loss
 
@@ -152,19 +152,9 @@ def _train_model(
         tot = tot_align = 0.0
         steps = 0
         for batch in objective.batches(config.batch_size, generator):
-            out = objective.step(model, batch, with_rows=alignment is not None)
-            loss = out.loss
-            if alignment is not None:
-                assert out.z is not None and out.ids is not None, "the objective returned no rows to align"
-                align = alignment.loss(
-                    out.z, alignment.target[out.ids], alignment.transform, alignment.previous, out.weight
-                )
-                loss = loss + alignment.lam * align
-                tot_align += float(align.detach())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            tot += float(loss.detach())
+            loss, align = train_step(model, objective, batch, opt, alignment)
+            tot += loss
+            tot_align += align
             steps += 1
         if epoch % config.eval_every and epoch != config.epochs:
             continue
@@ -196,6 +186,34 @@ def _train_model(
         best_epoch=state.best_epoch, metrics=state.best_metrics, curve=state.curve,
         seconds=time.perf_counter() - start, epochs_run=state.epoch,
     )
+
+
+def train_step(
+    model: nn.Module,
+    objective: Objective,
+    batch: object,
+    opt: torch.optim.Optimizer,
+    alignment: Alignment | None = None,
+) -> tuple[float, float]:
+    """One optimisation step of the loop: task loss (+ ``lam`` x alignment), backward, update.
+
+    Returns ``(total loss, alignment loss)`` as floats (the alignment loss is 0 without one).
+    """
+    out = objective.step(model, batch, with_rows=alignment is not None)
+    loss = out.loss
+    align_value = 0.0
+    if alignment is not None:
+        if out.z is None or out.ids is None:
+            raise ValueError(f"{type(objective).__name__}.step returned no rows to align")
+        align = alignment.loss(
+            out.z, alignment.target[out.ids], alignment.transform, alignment.previous, out.weight
+        )
+        loss = loss + alignment.lam * align
+        align_value = float(align.detach())
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return float(loss.detach()), align_value
 
 
 def fit_posthoc(
