@@ -10,7 +10,7 @@ from torch import Tensor
 
 from bcemb.transforms.base import BackwardTransform
 
-__all__ = ["bpr_loss", "single_step_alignment", "multi_step_alignment", "ALIGNMENT_LOSSES"]
+__all__ = ["bpr_loss", "bpr_loss_rows", "single_step_alignment", "multi_step_alignment", "ALIGNMENT_LOSSES"]
 
 
 def bpr_loss(
@@ -27,6 +27,24 @@ def bpr_loss(
     neg_score = (user * neg).sum(-1)
     rank = F.softplus(neg_score - pos_score).mean()
     reg = (user.pow(2).sum() + pos.pow(2).sum() + neg.pow(2).sum()) / (2 * user.shape[0])
+    return rank + weight_decay * reg
+
+
+def bpr_loss_rows(
+    rows: Tensor, inverse: Tensor, counts: Tensor, batch: int, *, weight_decay: float = 0.01
+) -> Tensor:
+    """:func:`bpr_loss` of a batch given by its distinct rows.
+
+    ``rows[inverse]`` are the batch's user, positive and negative embeddings stacked
+    (``3 * batch`` rows) and ``counts`` each distinct row's multiplicity, so the weight decay
+    is a weighted sum over distinct rows.
+
+    Shapes:
+        rows: ``[R, D]``, inverse: ``[3 * batch]``, counts: ``[R]`` -> scalar.
+    """
+    user, pos, neg = rows[inverse].view(3, batch, -1).unbind(0)
+    rank = F.softplus((user * (neg - pos)).sum(-1)).mean()
+    reg = (counts.to(rows.dtype) * rows.square().sum(-1)).sum() / (2 * batch)
     return rank + weight_decay * reg
 
 
@@ -79,18 +97,27 @@ def multi_step_alignment(
     previous = list(previous)
     if not all(t.linear for t in previous):
         return _multi_step_explicit(transform(z_k), z_prev, previous, weight)
-    delta = transform(z_k) - z_prev
+    d = z_prev.shape[1]
+    if not previous:
+        # k = 1: Q = I / D_{k-1}, the plain mean squared residual; no product needed.
+        return _row_mean((transform(z_k) - z_prev).pow(2).mean(dim=1), weight)
     # Each term is mean_x ||M_j delta||^2 / D_j with M_j = W_{j+1} ... W_{k-1} fixed, so the
-    # sum is the quadratic form delta^T Q delta with Q = 1/k sum_j M_j^T M_j / D_j: one
+    # sum is the quadratic form delta^T Q delta with Q = 1/k sum_j M_j^T M_j / D_j = C C^T
+    # (Cholesky; Q is positive definite as it holds I / D_{k-1}), i.e. ||delta C||^2: one
     # [N, D] x [D, D] product instead of k-1 chained ones over the batch.
-    d = delta.shape[1]
-    m = torch.eye(d, dtype=delta.dtype, device=delta.device)
+    m = torch.eye(d, dtype=z_prev.dtype, device=z_prev.device)
     q = m / d
-    for older in reversed(list(previous)):  # B_{k-1}, then B_{k-2}, ..., B_1
-        m = older.matrix().detach().to(delta) @ m
+    for older in reversed(previous):  # B_{k-1}, then B_{k-2}, ..., B_1
+        m = older.matrix().detach().to(z_prev) @ m
         q = q + m.T @ m / m.shape[0]
-    q = q / (len(previous) + 1)
-    return _row_mean(((delta @ q) * delta).sum(dim=1), weight)
+    c = torch.linalg.cholesky(q / (len(previous) + 1))
+    if transform.linear:
+        # A linear B_k folds into C: delta C = z_k (W_k^T C) - z_{k-1} C, so only one
+        # product over the rows carries a gradient.
+        delta_c = z_k @ (transform.matrix().T @ c) - z_prev @ c
+    else:
+        delta_c = (transform(z_k) - z_prev) @ c
+    return _row_mean(delta_c.pow(2).sum(dim=1), weight)
 
 
 def _multi_step_explicit(

@@ -62,7 +62,8 @@ class ExperimentData:
         """The intended task of version ``k``: BPR and validation Recall@K."""
         data = self.version(k)
         t = config.train
-        return BPRObjective(data, weight_decay=t.weight_decay), RecallEvaluator(data, t.ks, t.primary_k)
+        objective = BPRObjective(data, weight_decay=t.weight_decay, mode=t.mode, fanouts=t.fanouts)
+        return objective, RecallEvaluator(data, t.ks, t.primary_k)
 
     def new_model(self, config: ExperimentConfig, size_index: int) -> torch.nn.Module:
         """A fresh ``config.model`` of the size-table row ``size_index`` for this graph."""

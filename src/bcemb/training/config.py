@@ -29,6 +29,11 @@ class TrainConfig:
         posthoc_tol: Stop fitting when the loss improves by less than this fraction over
             100 steps.
         device: ``cpu``, ``cuda``, ``cuda:1``, or ``auto`` (CUDA when present).
+        mode: How a batch's embeddings are computed: ``full`` (every node on the full graph,
+            the paper's setting), ``sampled`` (the batch's nodes through neighbour-sampled
+            subgraphs) or ``auto`` (sampled above
+            :data:`~bcemb.training.recommender.SAMPLED_ABOVE_EDGES` training edges).
+        fanouts: Neighbours kept per hop in sampled mode, the seeds' hop first (``-1``: all).
         deterministic: Use PyTorch's deterministic kernels while training, so that a seed
             reproduces a run bit for bit (multithreaded scatter-adds otherwise differ in the
             last bits, and training amplifies that).
@@ -48,6 +53,8 @@ class TrainConfig:
     posthoc_tol: float = 1e-4
     device: str = "cpu"
     deterministic: bool = True
+    mode: str = "full"
+    fanouts: tuple[int, ...] = (10, 10, 10)
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field."""
@@ -58,6 +65,10 @@ class TrainConfig:
             raise ValueError("learning rates must be positive")
         if self.primary_k not in self.ks:
             raise ValueError(f"primary_k={self.primary_k} is not among ks={self.ks}")
+        if self.mode not in ("full", "sampled", "auto"):
+            raise ValueError(f"mode must be full, sampled or auto, got {self.mode!r}")
+        if not self.fanouts or any(f == 0 or f < -1 for f in self.fanouts):
+            raise ValueError(f"fanouts must be positive or -1 (all neighbours), got {self.fanouts}")
         if self.patience is not None and self.patience < 1:
             raise ValueError("patience must be >= 1 or None")
 
@@ -65,4 +76,5 @@ class TrainConfig:
         """JSON-able form."""
         d = asdict(self)
         d["ks"] = list(self.ks)
+        d["fanouts"] = list(self.fanouts)
         return d

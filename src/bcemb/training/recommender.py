@@ -10,11 +10,12 @@ import torch
 from torch import Tensor, nn
 
 from bcemb.data.sampling import BPRSampler
-from bcemb.losses import bpr_loss
+from bcemb.losses import bpr_loss_rows
 from bcemb.models.graph_input import GraphInput
+from bcemb.models.sampled_plan import build_sampled_plan
 from bcemb.training.objectives import StepOutput
 
-__all__ = ["VersionData", "BPRObjective"]
+__all__ = ["VersionData", "BPRObjective", "TRAIN_MODES", "SAMPLED_ABOVE_EDGES", "resolve_mode"]
 
 
 @dataclass
@@ -48,49 +49,95 @@ class VersionData:
         )
 
 
+#: Training modes of :class:`BPRObjective` (``train.mode``).
+TRAIN_MODES = ("full", "sampled", "auto")
+#: ``auto`` trains in sampled mode above this many training edges (a Grocery-sized graph, 1.1M
+#: edges, is sampled; MovieLens-100K, 100k edges, is not: its full-graph step is cheaper than
+#: sampling once a batch touches most nodes).
+SAMPLED_ABOVE_EDGES = 500_000
+
+
+def resolve_mode(mode: str, num_train_edges: int) -> str:
+    """``full`` or ``sampled``: ``mode`` itself, or for ``auto`` the choice by graph size."""
+    if mode not in TRAIN_MODES:
+        raise ValueError(f"train mode must be one of {TRAIN_MODES}, got {mode!r}")
+    if mode == "auto":
+        return "sampled" if num_train_edges > SAMPLED_ABOVE_EDGES else "full"
+    return mode
+
+
 class BPRObjective:
     """BPR link prediction on a graph model ``model(graph) -> (user_emb, item_emb)``.
 
-    Users are sampled uniformly, one negative per positive (never a training positive), and
-    every step recomputes all node embeddings on the full training graph (the paper's
-    setting). Row ids are node ids: users first, then items.
+    Users are sampled uniformly, one negative per positive (never a training positive). How
+    a batch's embeddings are computed is the *mode*: ``full`` recomputes every node on the
+    full training graph (the paper's setting); ``sampled`` embeds only the batch's distinct
+    nodes through neighbour-sampled computation graphs (GraphSAGE minibatches, ``fanouts``
+    neighbours per hop, drawn with the epoch's generator), which needs a model with
+    ``run_plan`` (:class:`~bcemb.models.sage.SageEncoder`); ``auto`` picks by graph size
+    (:data:`SAMPLED_ABOVE_EDGES`). Evaluation and :meth:`embed` always run on the full graph
+    (layer by layer, no gradients). Row ids are node ids: users first, then items.
 
     Args:
         data: The version's tensors.
         weight_decay: Weight on the batch-embedding norm in the BPR loss.
+        mode: ``full``, ``sampled`` or ``auto``.
+        fanouts: Neighbours kept per hop in sampled mode, seeds' hop first (``-1``: all);
+            padded with its last value to the model's depth.
     """
 
-    def __init__(self, data: VersionData, *, weight_decay: float = 0.01) -> None:
+    def __init__(
+        self,
+        data: VersionData,
+        *,
+        weight_decay: float = 0.01,
+        mode: str = "full",
+        fanouts: tuple[int, ...] = (10, 10, 10),
+    ) -> None:
         self.data = data
         self.weight_decay = weight_decay
+        self.mode = resolve_mode(mode, len(data.train_user))
+        self.fanouts = tuple(fanouts)
         self._sampler: BPRSampler | None = None
+        self._generator: torch.Generator | None = None
 
-    def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        """One epoch of ``(user, pos, neg)`` index triples."""
+    def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[Tensor, ...]]:
+        """One epoch of ``(user, pos, neg)`` index triples (sampled mode: the draw's generator too)."""
         if self._sampler is None or self._sampler.generator is not generator:
             d = self.data
             self._sampler = BPRSampler(
                 d.train_user.cpu().numpy(), d.train_item.cpu().numpy(), d.train_graph.num_items,
                 generator=generator,
             )
+        self._generator = generator
         device = self.data.train_user.device
         for user, pos, neg in self._sampler.epoch(batch_size):
             yield user.to(device), pos.to(device), neg.to(device)
 
+    def _rows(self, model: nn.Module, ids: Tensor) -> Tensor:
+        """Embeddings of the distinct nodes ``ids`` (sorted), computed as the mode says."""
+        graph = self.data.train_graph
+        if self.mode == "sampled":
+            run_plan = getattr(model, "run_plan", None)
+            if run_plan is None:
+                raise TypeError(f"sampled training needs a model with run_plan, got {type(model).__name__}")
+            layers = len(model.convs)
+            return run_plan(build_sampled_plan(graph, ids, layers, self.fanouts, self._generator))
+        return torch.cat(model(graph))[ids]
+
     def step(self, model: nn.Module, batch: tuple[Tensor, Tensor, Tensor], *, with_rows: bool = False) -> StepOutput:
         """BPR on the batch; the rows are the batch's distinct users and items."""
         user, pos, neg = batch
-        user_emb, item_emb = model(self.data.train_graph)
-        loss = bpr_loss(user_emb[user], item_emb[pos], item_emb[neg], weight_decay=self.weight_decay)
-        if not with_rows:
-            return StepOutput(loss)
-        # The alignment over the batch's users, positive and negative items equals the loss
-        # over its distinct nodes weighted by multiplicity: far fewer rows through B_k when
-        # the batch is large next to the graph.
         n_users = self.data.train_graph.num_users
         nodes = torch.cat([user, pos + n_users, neg + n_users])
-        ids, counts = torch.unique(nodes, return_counts=True)
-        z = torch.cat([user_emb, item_emb])[ids]
+        # Everything is computed on the batch's distinct nodes: the embeddings once per node,
+        # the BPR weight decay as a sum weighted by multiplicity, and the alignment over them
+        # equals the loss over the batch's users, positive and negative items.
+        ids, inverse, counts = torch.unique(nodes, return_inverse=True, return_counts=True)
+        z = self._rows(model, ids)
+        loss = bpr_loss_rows(z, inverse, counts, len(user), weight_decay=self.weight_decay)
+        if not with_rows:
+            return StepOutput(loss)
         return StepOutput(loss, z, ids, counts.to(z.dtype))
 
     @torch.no_grad()
