@@ -159,16 +159,33 @@ def test_every_label_matches_slow_recomputation(seed: int, config: tuple[int, fl
             )
             _check_edge(d, slow, k, lo, hi)
         checked += 1
-    # train + val + tests: users 2 + (K - 2), items and edges 2 + (K - 1)
-    assert checked == 2 * K + 3 * (K + 1)
+    # train + val + tests: users 2 + (K - 2), items and edges 2 + (K - 1), less the sets that
+    # have one class only (skipped, issue 12): each of those really has one class.
+    left_out = 0
+    for task in TASKS:
+        first = 2 if task in USER_TASKS else 1
+        val_time = 1 if task in USER_TASKS else 0
+        sets = [ct._data(task, "train", 0), ct._data(task, "val", val_time)]
+        tests = {k: ct._data(task, "test", k) for k in range(first, K)}
+        one_class = [len(np.unique(d.label)) < 2 for d in sets]
+        if task in ct.skipped:
+            assert any(one_class) or all(len(np.unique(d.label)) < 2 for d in tests.values())
+            left_out += 2 + len(tests)
+            continue
+        assert not any(one_class)
+        for k, d in tests.items():
+            if k not in ct.test_times(task):
+                assert len(np.unique(d.label)) < 2
+                left_out += 1
+    assert checked + left_out == 2 * K + 3 * (K + 1)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_named_accessors_agree_with_all_sets(seed: int) -> None:
     ct = ConsumerTasks(TimeSlices(_random_graph(seed)))
     sets = {(task, split): d for task, split, d in ct.all_sets()}
-    assert len(sets) == sum(2 + len(ct.test_times(t)) for t in TASKS)
-    for task in TASKS:
+    assert len(sets) == sum(2 + len(ct.test_times(t)) for t in ct.tasks)
+    for task in ct.tasks:
         for split, d in [("train", ct.train(task)), ("val", ct.val(task))] + [
             (f"test@{k}", ct.test(task, k)) for k in ct.test_times(task)
         ]:
@@ -183,7 +200,10 @@ def test_test_times() -> None:
     for task in USER_TASKS:
         assert ct.test_times(task) == [2, 3, 4]
     for task in (*ITEM_TASKS, "edge_rating"):
-        assert ct.test_times(task) == [1, 2, 3, 4]
+        # a task whose labels have one class at some time is not tested then (issue 12)
+        full = [k for k in (1, 2, 3, 4) if len(np.unique(ct._data(task, "test", k).label)) == 2]
+        assert ct.test_times(task) == full
+        assert task in ct.skipped or full == [1, 2, 3, 4]
     for task in TASKS:
         assert ct.train(task).time == 0
         assert ct.val(task).time == (1 if task in USER_TASKS else 0)
@@ -203,10 +223,25 @@ def test_unknown_task_lists_valid_names() -> None:
             assert name in msg
 
 
-def test_too_few_item_ratings_raises() -> None:
+def test_too_few_item_ratings_skips_the_item_tasks(caplog) -> None:
+    # issue 12: own data that cannot label a task skips it with a warning instead of failing
     g = _random_graph(0, n_edges=100, n_items=50)
-    with pytest.raises(DataError, match="ratings by t_0"):
-        ConsumerTasks(TimeSlices(g), min_item_ratings=1000)
+    ct = ConsumerTasks(TimeSlices(g), min_item_ratings=1000)
+    assert set(ITEM_TASKS) <= set(ct.skipped) and "ratings by t_0" in ct.skipped["item_rating_avg"]
+    assert "user_activity" in ct.tasks and not set(ITEM_TASKS) & set(ct.tasks)
+    assert "item_rating_avg skipped" in caplog.text
+    assert ct.test_times("item_rating_avg") == [] and len(ct.train("item_rating_avg")) == 0
+
+
+def test_issue12_constant_ratings_skip_the_rating_tasks(caplog) -> None:
+    g = _random_graph(1)
+    g.rating[:] = 5.0
+    ct = ConsumerTasks(TimeSlices(g))
+    assert set(ct.skipped) == {"user_positive_activity", "item_rating_avg", "item_rating_std", "edge_rating"}
+    assert ct.tasks == ("user_activity",)
+    assert "every rating is 5" in ct.skipped["edge_rating"]
+    assert "edge_rating skipped" in caplog.text
+    assert all(len(np.unique(d.label)) == 2 for _, _, d in ct.all_sets())
 
 
 def test_hand_made_labels() -> None:

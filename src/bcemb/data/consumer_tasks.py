@@ -25,7 +25,7 @@ from bcemb.data.splits import TimeSlices
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TASKS", "TaskData", "ConsumerTasks"]
+__all__ = ["TASKS", "RATING_TASKS", "TaskData", "ConsumerTasks"]
 
 TASKS: tuple[str, ...] = (
     "user_activity",
@@ -34,6 +34,9 @@ TASKS: tuple[str, ...] = (
     "item_rating_std",
     "edge_rating",
 )
+
+#: The tasks whose labels come from ratings.
+RATING_TASKS: tuple[str, ...] = ("user_positive_activity", "item_rating_avg", "item_rating_std", "edge_rating")
 
 _KIND: dict[str, Literal["user", "item", "edge"]] = {
     "user_activity": "user",
@@ -86,27 +89,71 @@ class ConsumerTasks:
         self.slices = slices
         self.min_item_ratings = min_item_ratings
         self.positive_rating = positive_rating
+        #: Tasks that cannot be labelled on this log -> why (own data: constant or no ratings,
+        #: too few ratings per item, one class only). Their consumers are not trained.
+        self.skipped: dict[str, str] = {}
+        self.item_avg_threshold = float("nan")
+        self._test_times: dict[str, list[int]] = {}
+        ratings = slices.graph.rating[: slices.num_edges(slices.num_versions)]
+        if ratings.size and np.all(ratings == ratings[0]):
+            for task in RATING_TASKS:
+                self.skipped[task] = f"every rating is {ratings[0]:g} (constant or no ratings)"
         mean0, _, ok0 = self._item_stats(0, 0)
         if not ok0.any():
-            raise DataError(
-                f"no item has {min_item_ratings} ratings by t_0: the log is too small for "
-                "the item tasks"
-            )
-        self.item_avg_threshold = float(np.median(mean0[ok0]))
+            for task in ("item_rating_avg", "item_rating_std"):
+                self.skipped.setdefault(task, f"no item has {min_item_ratings} ratings by t_0")
+        else:
+            self.item_avg_threshold = float(np.median(mean0[ok0]))
+        for task in TASKS:
+            self._check_labels(task)
+        for task, why in self.skipped.items():
+            logger.warning("consumer task %s skipped: it cannot be labelled on this log (%s)", task, why)
+
+    def _check_labels(self, task: str) -> None:
+        """Skip a task whose training or validation labels have one class; drop such test times."""
+        for split, data in (("training", self._data(task, "train", 0)), ("validation", self._val(task))):
+            if task not in self.skipped and (len(data) == 0 or np.unique(data.label).size < 2):
+                self.skipped[task] = (
+                    f"its {split} labels at t_{data.time} have one class only "
+                    f"({len(data)} rows, positive rate {data.positive_rate:.2f})"
+                )
+        first = 2 if _kind(task) == "user" else 1
+        times = []
+        for k in range(first, self.slices.num_versions):
+            data = self._data(task, "test", k)
+            if len(data) and np.unique(data.label).size == 2:
+                times.append(k)
+            elif task not in self.skipped:
+                logger.warning(
+                    "consumer task %s not tested at t_%d: its test labels have one class only "
+                    "(%d rows)", task, k, len(data),
+                )
+        if not times and task not in self.skipped:
+            self.skipped[task] = "no test time has labels of both classes"
+        self._test_times[task] = times
 
     # -- public API -------------------------------------------------------------------------
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The tasks that can be labelled on this log (:data:`TASKS` less :attr:`skipped`)."""
+        return tuple(t for t in TASKS if t not in self.skipped)
+
     def train(self, task: str) -> TaskData:
-        """Training set at ``t_0``."""
+        """Training set at ``t_0`` (also of a skipped task: it is skipped because of them)."""
         return self._data(task, "train", 0)
 
     def val(self, task: str) -> TaskData:
         """Validation set (user tasks at ``t_1``; item and edge tasks on ``t_0`` inputs)."""
+        return self._val(task)
+
+    def _val(self, task: str) -> TaskData:
         return self._data(task, "val", 1 if _kind(task) == "user" else 0)
 
     def test_times(self, task: str) -> list[int]:
-        """The ``k`` at which the task is tested: ``k >= 2`` for user tasks, else ``k >= 1``."""
-        first = 2 if _kind(task) == "user" else 1
-        return list(range(first, self.slices.num_versions))
+        """The ``k`` at which the task is tested: ``k >= 2`` for user tasks, else ``k >= 1``,
+        less the times whose labels have one class (an AUC needs both)."""
+        _kind(task)
+        return list(self._test_times[task])
 
     def test(self, task: str, k: int) -> TaskData:
         """Test set at ``t_k``."""
@@ -115,8 +162,8 @@ class ConsumerTasks:
         return self._data(task, "test", k)
 
     def all_sets(self) -> Iterator[tuple[str, str, TaskData]]:
-        """Yield ``(task, split, data)`` for every task's train, val and test sets."""
-        for task in TASKS:
+        """Yield ``(task, split, data)`` for every labelled task's train, val and test sets."""
+        for task in self.tasks:
             yield task, "train", self.train(task)
             yield task, "val", self.val(task)
             for k in self.test_times(task):

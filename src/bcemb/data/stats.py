@@ -31,12 +31,18 @@ def slice_stats(slices: TimeSlices, tasks: ConsumerTasks | None = None) -> pd.Da
         }
         if tasks is not None:
             for task in TASKS:
+                if task in tasks.skipped:
+                    row[task] = "skipped"
+                    continue
                 if k == 0:
                     d = tasks.train(task)
                 elif k in tasks.test_times(task):
                     d = tasks.test(task, k)
-                else:
+                elif tasks.val(task).time == k:  # user tasks validate at t_1
                     d = tasks.val(task)
+                else:
+                    row[task] = "-"  # one class only at this time: not tested
+                    continue
                 row[task] = f"{len(d):,} ({d.positive_rate:.2f})"
         rows.append(row)
     return pd.DataFrame(rows)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bcemb.data.consumer_tasks import TASKS, ConsumerTasks, TaskData
+from bcemb.data.consumer_tasks import ConsumerTasks, TaskData
 from bcemb.evaluation.metrics import roc_auc
 from bcemb.models.io import read_tensors, save_module
 from bcemb.models.mlp import ConsumerMLP
@@ -154,7 +154,7 @@ class ConsumerSuite:
 
     def fit(self, real_z0: EmbeddingsAt, *, show_progress: bool | None = None) -> None:
         """Train (or load) every task's consumers on ver-0 embeddings from ``real_z0``."""
-        for task in progress(TASKS, desc="consumers", show=show_progress, leave=False):
+        for task in progress(self.tasks.tasks, desc="consumers", show=show_progress, leave=False):
             loaded = self._load(task)
             self.trained[task] = loaded if loaded is not None else self._fit_task(task, real_z0)
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bcemb.data.consumer_tasks import TASKS
 from bcemb.data.datasets import load_dataset
 from bcemb.evaluation.consumer import ConsumerSuite
 from bcemb.evaluation.metrics import alignment_error
@@ -140,7 +139,7 @@ def _intended_rows(name: str, lam: float, arts: Sequence[VersionArtifact]) -> li
 
 def _auc_rows(name: str, lam: float, suite: ConsumerSuite, data: ExperimentData, z0_at) -> list[dict]:  # noqa: ANN001
     rows = []
-    for task in TASKS:
+    for task in data.tasks.tasks:  # tasks the log cannot label are skipped (with a warning)
         for k in data.tasks.test_times(task):
             for seed, auc in enumerate(suite.score(task, k, *z0_at(k))):
                 rows.append({"method": name, "lam": lam, "version": k, "task": task, "seed": seed,

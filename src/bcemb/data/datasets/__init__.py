@@ -21,6 +21,6 @@ def load_dataset(name: str, **kwargs: Any) -> EvolvingGraph:
 
 
 # Importing the modules registers them.
-from bcemb.data.datasets import amazon, movielens, synthetic  # noqa: E402,F401
+from bcemb.data.datasets import amazon, movielens, synthetic, table  # noqa: E402,F401
 
 __all__ = ["DATASETS", "load_dataset"]
