@@ -15,7 +15,9 @@ app.add_typer(data_app, name="data")
 
 logger = logging.getLogger("bcemb")
 
-DatasetOpt = Annotated[str, typer.Option("--dataset", help="ml-100k, amazon or synthetic.")]
+DatasetOpt = Annotated[str, typer.Option("--dataset", help="ml-100k, amazon, synthetic or table (your own log: --log).")]
+LogOpt = Annotated[Optional[Path], typer.Option(help="--dataset table: the interaction log (.csv, .tsv, .csv.gz or .parquet).")]
+LogOptionOpt = Annotated[Optional[list[str]], typer.Option("--log-option", help="--dataset table: KEY=VALUE, repeatable. Columns: user=, item=, time= (defaults user_id, item_id, timestamp), rating= (optional), feature= (an item-feature column; repeat for several); settings: sep= (feature value separator, default |), time-format= (strftime; default numbers or ISO 8601).")]
 ReviewsOpt = Annotated[Optional[Path], typer.Option(help="Amazon reviews file (JSON lines, .gz ok).")]
 MetaOpt = Annotated[Optional[Path], typer.Option(help="Amazon metadata file.")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a setting: key=value (train.epochs=10, sizes=2x64,2x80,3x96,3x112,3x128).")]
@@ -34,11 +36,25 @@ def _setup_logging(verbose: bool) -> None:
     logging.getLogger("bcemb").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
-def _dataset_options(dataset: str, reviews: Path | None, meta: Path | None, synth: list[str] | None) -> dict:
+def _dataset_options(
+    dataset: str, reviews: Path | None, meta: Path | None, synth: list[str] | None,
+    log: Path | None = None, log_options: list[str] | None = None,
+) -> dict:
     from bcemb.data import DATASETS
 
     name = DATASETS.canonical(dataset)
     opts: dict = {}
+    if name == "table":
+        from bcemb.data.datasets.table import parse_log_options
+
+        if log is None:
+            raise typer.BadParameter("--dataset table needs --log PATH (a CSV or Parquet interaction log)")
+        try:
+            return {"log": str(log), **parse_log_options(log_options or [])}
+        except ValueError as err:
+            raise typer.BadParameter(str(err), param_hint="--log-option") from None
+    if log is not None or log_options:
+        raise typer.BadParameter("--log and --log-option are for --dataset table")
     if name == "amazon":
         if reviews is None:
             raise typer.BadParameter("--dataset amazon needs --reviews PATH (and usually --meta PATH)")
@@ -74,6 +90,8 @@ def data_stats(
     reviews: ReviewsOpt = None,
     meta: MetaOpt = None,
     synthetic: SyntheticOpt = None,
+    log: LogOpt = None,
+    log_option: LogOptionOpt = None,
     times: Annotated[str, typer.Option(help="t_0..t_K and the closing time, comma separated.")] = "0.5,0.6,0.7,0.8,0.9,1.0",
 ) -> None:
     """Print users, items, edges and the consumer-task labels of every time slice."""
@@ -81,7 +99,7 @@ def data_stats(
     from bcemb.data.stats import slice_table
 
     try:
-        graph = load_dataset(DATASETS.canonical(dataset), **_dataset_options(dataset, reviews, meta, synthetic))
+        graph = load_dataset(DATASETS.canonical(dataset), **_dataset_options(dataset, reviews, meta, synthetic, log, log_option))
         slices = TimeSlices(graph, [float(t) for t in times.split(",")])
         table = slice_table(slices, ConsumerTasks(slices))
     except (ValueError, KeyError, OSError) as err:
@@ -112,6 +130,8 @@ def train(
     reviews: ReviewsOpt = None,
     meta: MetaOpt = None,
     synthetic: SyntheticOpt = None,
+    log: LogOpt = None,
+    log_option: LogOptionOpt = None,
     profile: ProfileOpt = "quick",
     seed: SeedOpt = 0,
     device: DeviceOpt = "cpu",
@@ -128,7 +148,7 @@ def train(
 
     try:
         cfg = _config(profile, seed, device, sets, dataset=dataset, lam=lam,
-                      dataset_options=_dataset_options(dataset, reviews, meta, synthetic))
+                      dataset_options=_dataset_options(dataset, reviews, meta, synthetic, log, log_option))
         m = build_method(method, lam=cfg.lam)
         data = ExperimentData(load_dataset(cfg.dataset, **cfg.dataset_options), times=cfg.times,
                               device=resolve_device(cfg.device))
@@ -150,6 +170,8 @@ def benchmark(
     reviews: ReviewsOpt = None,
     meta: MetaOpt = None,
     synthetic: SyntheticOpt = None,
+    log: LogOpt = None,
+    log_option: LogOptionOpt = None,
     profile: ProfileOpt = "quick",
     methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods (default: all eight).")] = None,
     lams: Annotated[str, typer.Option(help="Lambda sweep for the joint methods; '' for none.")] = "1,2,4,8,16,32",
@@ -166,7 +188,7 @@ def benchmark(
 
     try:
         cfg = _config(profile, seed, device, sets, dataset=dataset, lam=lam,
-                      dataset_options=_dataset_options(dataset, reviews, meta, synthetic))
+                      dataset_options=_dataset_options(dataset, reviews, meta, synthetic, log, log_option))
         rows = run_benchmark(
             cfg, out, methods=methods.split(",") if methods else None,
             lams=[float(x) for x in lams.split(",") if x.strip()], show_progress=verbose,

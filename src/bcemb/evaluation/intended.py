@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import torch
@@ -11,6 +12,9 @@ from bcemb.evaluation.metrics import recall_at_k
 from bcemb.training.recommender import VersionData
 
 __all__ = ["RecallEvaluator"]
+
+logger = logging.getLogger(__name__)
+_WARNED: set[tuple[int, tuple[int, ...]]] = set()
 
 
 class RecallEvaluator:
@@ -28,6 +32,16 @@ class RecallEvaluator:
         self.data = data
         self.ks = tuple(ks)
         self.primary = f"recall@{primary_k}"
+        n_items = int(data.train_graph.num_items)
+        trivial = tuple(k for k in self.ks if k >= n_items)
+        if trivial and (n_items, trivial) not in _WARNED:
+            # Own data with few items: every item is in the top K, so the metric says nothing.
+            _WARNED.add((n_items, trivial))
+            logger.warning(
+                "Recall@%s ranks all %d items of version %d: it is 1 by construction and cannot "
+                "compare methods; use smaller K (--set train.ks=5,10 --set train.primary_k=5)",
+                ",".join(map(str, trivial)), n_items, data.k,
+            )
 
     @torch.no_grad()
     def __call__(self, model: nn.Module) -> dict[str, float]:

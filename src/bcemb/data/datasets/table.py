@@ -28,7 +28,7 @@ from bcemb.data.graph import DataError, EvolvingGraph
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_table", "MIN_ROWS"]
+__all__ = ["load_table", "parse_log_options", "MIN_ROWS"]
 
 #: Fewer events than this cannot be sliced into versions with training and validation edges.
 MIN_ROWS = 50
@@ -55,8 +55,8 @@ def _read(path: Path, columns: list[str]) -> pd.DataFrame:
     if missing:
         raise DataError(
             f"{path}: no column {', '.join(map(repr, missing))}; the file has "
-            f"{', '.join(map(repr, available))} (name the columns with --user-col, --item-col, "
-            "--time-col, --rating-col, --feature-col)"
+            f"{', '.join(map(repr, available))} (name the columns with --log-option "
+            "user=NAME, item=NAME, time=NAME, rating=NAME, feature=NAME)"
         )
     if parquet:
         return pd.read_parquet(path, columns=columns)
@@ -76,11 +76,46 @@ def _times(values: pd.Series, column: str, time_format: str | None) -> np.ndarra
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if len(bad):
         examples = ", ".join(f"row {i + 1}: {values.iloc[i]!r}" for i in bad[:3])
-        hint = f" with format {time_format!r}" if time_format else " (numbers or ISO 8601 dates; or give --time-format)"
+        hint = (
+            f" with format {time_format!r}"
+            if time_format
+            else " (numbers or ISO 8601 dates; or give --log-option time-format=...)"
+        )
         raise DataError(
             f"column {column!r}: {len(bad)} of {len(values)} times cannot be parsed{hint}; {examples}"
         )
-    return (parsed.astype("int64") // 10**9).to_numpy()  # nanoseconds -> seconds
+    # whatever resolution pandas parsed at (ns, us, s), count whole seconds since the epoch
+    epoch = pd.Timestamp("1970-01-01", tz="UTC")
+    return ((parsed - epoch) // pd.Timedelta(seconds=1)).to_numpy(dtype=np.int64)
+
+
+_KEYS = {"user": "user", "item": "item", "time": "time", "rating": "rating",
+         "sep": "feature_sep", "time-format": "time_format", "time_format": "time_format"}
+
+
+def parse_log_options(items: Sequence[str]) -> dict[str, object]:
+    """``["user=uid", "feature=tags", ...]`` (the CLI's ``--log-option``) as :func:`load_table` options.
+
+    ``feature`` may repeat; every other key may appear once.
+    """
+    opts: dict[str, object] = {}
+    features: list[str] = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().lower()
+        if not sep or not value:
+            raise ValueError(f"expected KEY=VALUE, got {item!r}")
+        if key in ("feature", "features"):
+            features.append(value)
+            continue
+        if key not in _KEYS:
+            raise ValueError(f"unknown key {key!r} in {item!r}; keys: user, item, time, rating, feature, sep, time-format")
+        if _KEYS[key] in opts:
+            raise ValueError(f"{key} given twice")
+        opts[_KEYS[key]] = value
+    if features:
+        opts["features"] = features
+    return opts
 
 
 @DATASETS.register("table", synonyms=("csv", "parquet", "log"))
@@ -153,7 +188,7 @@ def load_table(
         values = ratings.to_numpy(dtype=np.float32)
     else:
         logger.warning(
-            "%s: no rating column (--rating-col): the consumer tasks that need ratings (%s) "
+            "%s: no rating column (--log-option rating=NAME): the consumer tasks that need ratings (%s) "
             "will be skipped", path, ", ".join(RATING_TASKS),
         )
         values = np.zeros(len(frame), dtype=np.float32)  # constant: no rating task is labelled
