@@ -37,4 +37,4 @@ def test_bad_requests_exit_nonzero_with_a_message(tmp_path):
     res = runner.invoke(app, ["report", str(tmp_path)])
     assert res.exit_code != 0 and "no results" in res.output
     res = runner.invoke(app, ["train", "--out", str(tmp_path / "x"), "--profile", "fast", *SYNTH])
-    assert res.exit_code != 0 and "unknown profile" in res.output
+    assert res.exit_code == 2 and "is not one of quick, paper" in res.output

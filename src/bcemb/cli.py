@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -11,20 +12,75 @@ import typer
 
 app = typer.Typer(help="bcemb: backward compatible embeddings.", no_args_is_help=True, add_completion=False)
 data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from bcemb.version import __version__
+
+        typer.echo(f"bcemb {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """bcemb: backward compatible embeddings."""
 app.add_typer(data_app, name="data")
 
 logger = logging.getLogger("bcemb")
 
-DatasetOpt = Annotated[str, typer.Option("--dataset", help="ml-100k, amazon, synthetic or table (your own log: --log).")]
+# The fixed sets behind the options, listed here so that ``--help`` shows them without importing
+# the library (tests/test_cli_choices.py keeps them equal to the registries).
+DATASET_CHOICES = ("ml-100k", "amazon", "synthetic", "table")
+PROFILE_CHOICES = ("quick", "paper")
+METHOD_CHOICES = (
+    "fix-m0", "finetune-m0", "non-bc", "post-lin-sloss", "post-lin-mloss", "joint-notrans",
+    "joint-lin-sloss", "bc-aligner", "bc-aligner-orth", "bc-aligner-lowrank", "bc-aligner-mlp",
+    "post-procrustes",
+)
+
+
+def _choice(option: str, choices: tuple[str, ...]):  # noqa: ANN202
+    """A callback accepting one of ``choices`` (listed in the option's help)."""
+
+    def check(value: str) -> str:
+        if value not in choices:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=option)
+        return value
+
+    return check
+
+
+def _device(value: str) -> str:
+    if not re.fullmatch(r"cpu|auto|cuda(:\d+)?", value):
+        raise typer.BadParameter(f"{value!r} is not a device; use cpu, cuda, cuda:N or auto", param_hint="--device")
+    return value
+
+
+def _method(value: str) -> str:
+    from bcemb.methods import METHODS
+
+    try:
+        return METHODS.canonical(value)
+    except KeyError as err:
+        raise typer.BadParameter(str(err), param_hint="--method") from None
+
+
+DatasetOpt = Annotated[str, typer.Option("--dataset", callback=_choice("--dataset", DATASET_CHOICES), help=f"Dataset source: {' | '.join(DATASET_CHOICES)} (table: your own log, see --log).")]
 LogOpt = Annotated[Optional[Path], typer.Option(help="--dataset table: the interaction log (.csv, .tsv, .csv.gz or .parquet).")]
 LogOptionOpt = Annotated[Optional[list[str]], typer.Option("--log-option", help="--dataset table: KEY=VALUE, repeatable. Columns: user=, item=, time= (defaults user_id, item_id, timestamp), rating= (optional), feature= (an item-feature column; repeat for several); settings: sep= (feature value separator, default |), time-format= (strftime; default numbers or ISO 8601).")]
 ReviewsOpt = Annotated[Optional[Path], typer.Option(help="Amazon reviews file (JSON lines, .gz ok).")]
 MetaOpt = Annotated[Optional[Path], typer.Option(help="Amazon metadata file.")]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a setting: key=value (train.epochs=10, sizes=2x64,2x80,3x96,3x112,3x128).")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a setting: key=value (train.epochs=10, lam=8, sizes=2x64,2x80,3x96,3x112,3x128).")]
 SyntheticOpt = Annotated[Optional[list[str]], typer.Option(help="Generator option key=value (num_users=5000).")]
-ProfileOpt = Annotated[str, typer.Option(help="quick or paper.")]
-SeedOpt = Annotated[Optional[int], typer.Option(help="Base seed (drawn, logged and saved when omitted).")]
-DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda or auto.")]
+ProfileOpt = Annotated[str, typer.Option(callback=_choice("--profile", PROFILE_CHOICES), help=f"Defaults for sizes, training and consumers: {' | '.join(PROFILE_CHOICES)}.")]
+SeedOpt = Annotated[int, typer.Option(help="Base seed; every model and consumer seed derives from it.")]
+DeviceOpt = Annotated[str, typer.Option(callback=_device, help="cpu, cuda, cuda:N or auto (CUDA when present).")]
+MethodOpt = Annotated[str, typer.Option(callback=_method, help=f"One of: {', '.join(METHOD_CHOICES)}.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose/--quiet")]
 
 
@@ -65,8 +121,21 @@ def _dataset_options(
         key, _, value = item.partition("=")
         if not _:
             raise typer.BadParameter(f"--synthetic expects key=value, got {item!r}")
-        opts[key.replace("-", "_")] = int(value) if value.lstrip("-").isdigit() else float(value)
+        try:
+            opts[key.replace("-", "_")] = int(value) if value.lstrip("-").isdigit() else float(value)
+        except ValueError:
+            raise typer.BadParameter(f"{item!r}: {value!r} is not a number", param_hint="--synthetic") from None
     return opts
+
+
+def _lams(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a comma-separated list of numbers", param_hint="--lams") from None
+    if any(not v >= 0 for v in values):
+        raise typer.BadParameter(f"lambdas must be >= 0, got {text!r}", param_hint="--lams")
+    return values
 
 
 def _interrupted(out: Path) -> None:
@@ -124,7 +193,7 @@ def _config(profile: str, seed: int | None, device: str, sets: list[str] | None,
 @app.command()
 def train(
     out: Annotated[Path, typer.Option(help="Run folder (rerun to resume).")],
-    method: Annotated[str, typer.Option(help="One of the eight methods (bc-aligner, non-bc, ...).")] = "bc-aligner",
+    method: MethodOpt = "bc-aligner",
     lam: Annotated[Optional[float], typer.Option(help="Alignment weight lambda of the joint methods (default: the configuration's `lam`, 16; same as --set lam=...).")] = None,
     dataset: DatasetOpt = "ml-100k",
     reviews: ReviewsOpt = None,
@@ -191,7 +260,7 @@ def benchmark(
                       dataset_options=_dataset_options(dataset, reviews, meta, synthetic, log, log_option))
         rows = run_benchmark(
             cfg, out, methods=methods.split(",") if methods else None,
-            lams=[float(x) for x in lams.split(",") if x.strip()], show_progress=verbose,
+            lams=_lams(lams), show_progress=verbose,
         )
     except KeyboardInterrupt:
         _interrupted(out)

@@ -43,8 +43,7 @@ __all__ = [
     "json_matrix",
 ]
 
-DEFAULT_MAX_IDS = 10_000
-DEFAULT_MAX_BODY_BYTES = 4 << 20  # 4 MiB: 10,000 ids of up to a few hundred bytes each
+from bcemb.serve.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IDS  # noqa: E402
 
 
 class EmbeddingsRequest(BaseModel):

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from bcemb.serve.app import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IDS
+from bcemb.serve.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IDS
 
 logger = logging.getLogger(__name__)
 

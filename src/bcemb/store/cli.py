@@ -15,7 +15,6 @@ from typing import Annotated, Any
 
 import typer
 
-from bcemb.data.graph import DataError
 from bcemb.store.errors import StoreError
 
 logger = logging.getLogger(__name__)
@@ -28,7 +27,22 @@ app = typer.Typer(
     add_completion=False,
 )
 
-StoreOpt = Annotated[Path, typer.Option("--store", "-s", help="Store directory.")]
+def _store_dir(path: Path) -> Path:
+    if path.exists() and not path.is_dir():
+        raise typer.BadParameter(f"{path} is a file, not a store directory", param_hint="--store")
+    return path
+
+
+def _one_of(option: str, choices: tuple[str, ...]):  # noqa: ANN202
+    def check(value: str) -> str:
+        if value not in choices:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=option)
+        return value
+
+    return check
+
+
+StoreOpt = Annotated[Path, typer.Option("--store", "-s", callback=_store_dir, help="Store directory.")]
 VersionOpt = Annotated[
     int | None, typer.Option("--version", "-v", help="Target version j (default: latest).")
 ]
@@ -40,16 +54,12 @@ def _errors() -> Iterator[None]:
     """Turn library errors into a message and exit status 1."""
     try:
         yield
-    except (
-        StoreError,
-        DataError,
-        ValueError,
-        TypeError,
-        KeyError,
-        FileExistsError,
-        FileNotFoundError,
-        ImportError,
-    ) as err:
+    except Exception as err:
+        from bcemb.data.graph import DataError  # imported late: ``--help`` must stay fast
+
+        handled = (StoreError, DataError, ValueError, TypeError, KeyError, OSError, ImportError)
+        if not isinstance(err, handled):
+            raise
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         typer.echo(f"error: {msg}", err=True)
         raise typer.Exit(1) from None
@@ -167,7 +177,7 @@ def get(
     ids: Annotated[list[str], typer.Argument(help="Original node ids.")],
     store: StoreOpt,
     version: VersionOpt = None,
-    kind: Annotated[str, typer.Option("--kind", "-k", help="user or item.")] = "user",
+    kind: Annotated[str, typer.Option("--kind", "-k", callback=_one_of("--kind", ("user", "item")), help="user | item.")] = "user",
     out: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Write .json or .parquet here instead of stdout."),
@@ -202,7 +212,7 @@ def export(
     store: StoreOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder of Parquet partitions.")],
     version: VersionOpt = None,
-    engine: Annotated[str, typer.Option(help="single or dask.")] = "single",
+    engine: Annotated[str, typer.Option(callback=_one_of("--engine", ("single", "dask")), help="single | dask.")] = "single",
     scheduler: Annotated[
         str | None, typer.Option(help="Dask scheduler address (default: a local cluster).")
     ] = None,

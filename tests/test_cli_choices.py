@@ -1,0 +1,57 @@
+"""The CLI lists its fixed sets without importing the library; they must match the registries."""
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from bcemb import cli
+from bcemb.cli import app
+
+runner = CliRunner()
+
+
+def test_choices_match_the_registries():
+    from bcemb.data import DATASETS
+    from bcemb.methods import METHODS
+
+    assert set(cli.DATASET_CHOICES) == set(DATASETS.names())
+    assert set(cli.METHOD_CHOICES) == set(METHODS.names())
+
+
+def test_help_lists_the_choices_and_version_prints():
+    res = runner.invoke(app, ["train", "--help"])
+    assert res.exit_code == 0
+    for name in ("ml-100k", "synthetic", "quick", "paper", "bc-aligner", "cuda:N"):
+        assert name in res.output
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output.startswith("bcemb ")
+
+
+def test_help_does_not_import_torch():
+    code = "import sys, bcemb.cli; print('torch' in sys.modules, 'fastapi' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_bad_values_name_their_option(tmp_path):
+    cases = [
+        (["train", "--device", "tpu"], "--device"),
+        (["train", "--dataset", "foo"], "--dataset"),
+        (["train", "--method", "bc-align"], "--method"),
+        (["train", "--dataset", "synthetic", "--synthetic", "num_users=abc"], "--synthetic"),
+        (["benchmark", "--lams", "1,x"], "--lams"),
+        (["store", "ls", "--store", str(tmp_path / "f")], "--store"),
+    ]
+    (tmp_path / "f").write_text("not a store")
+    for args, option in cases:
+        res = runner.invoke(app, [*args, "--out", str(tmp_path / "o")] if args[0] in ("train", "benchmark") else args)
+        assert res.exit_code == 2, (args, res.output)
+        assert option in res.output, (args, res.output)
+    assert not (tmp_path / "o").exists()  # nothing written for a rejected command
+
+
+def test_negative_lam_is_refused_before_anything_is_written(tmp_path):
+    res = runner.invoke(app, ["train", "--lam", "-1", "--dataset", "synthetic", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 1 and "lam must be >= 0" in res.output
+    assert not (tmp_path / "o").exists()
