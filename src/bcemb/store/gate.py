@@ -1,0 +1,651 @@
+"""The release gate: refuse a new version that would break a registered consumer.
+
+Before anything is written, every registered consumer's metric is computed on the
+*candidate's* backward-compatible view of its version — what the store would serve to it
+after the publish, ``B_{j+1} o ... o B_K (z_K)`` with the candidate run's latest embeddings and
+chain — and compared with its baseline. The gate refuses when any relative drop
+``(baseline - candidate) / baseline`` exceeds the consumer's threshold (default 2 %).
+
+Publishing a run whose version 0 is new to the store (an empty store) also trains the five
+task consumers and a retrieval consumer on the run's ver-0 vectors (:func:`auto_consumers`);
+they are gated like registered ones and registered once the publish has committed.
+
+Example:
+    >>> report = gate_run("runs/non-bc", "store")
+    >>> report.passed, [r.name for r in report.refused]
+    (False, ['task.user_activity', ...])
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import torch
+
+from bcemb.models.io import load_transform, read_tensors
+from bcemb.store import io as sio
+from bcemb.store.consumers import (
+    DEFAULT_THRESHOLD,
+    ConsumerDraft,
+    ConsumerError,
+    ConsumerRegistry,
+    LoadedConsumer,
+    evaluate,
+    top_k,
+)
+from bcemb.store.errors import PublishError, StoreError, UnknownIdsError, UnknownVersionError
+from bcemb.store.fingerprint import run_space
+from bcemb.store.manifest import Manifest, load_manifest
+from bcemb.store.publish import finished_versions
+from bcemb.store.store import compose_matrix
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "EXIT_REFUSED",
+    "ConsumerResult",
+    "GateRefused",
+    "GateReport",
+    "RunView",
+    "StoreView",
+    "auto_consumers",
+    "format_report",
+    "gate_run",
+    "gate_store",
+    "publish_gated",
+]
+
+#: Exit status of ``bcemb store gate`` / ``publish --gate`` when the gate refuses.
+EXIT_REFUSED = 3
+
+
+# ----------------------------------------------------------------------------- views
+
+
+class RunView:
+    """Ver-j compatible vectors a store would serve after publishing a training run.
+
+    ``z_K`` and ``B_1 .. B_K`` come from the run folder's latest finished version ``K``
+    (``latest`` to pick another), node ids from its graph.
+
+    Args:
+        run_dir: The training-run folder.
+        latest: The version to view from (default the latest finished one).
+    """
+
+    def __init__(self, run_dir: str | Path, latest: int | None = None) -> None:
+        from bcemb.data.graph import DataError
+        from bcemb.data.io import load_graph
+
+        self.run_dir = Path(run_dir)
+        finished = finished_versions(self.run_dir)
+        if not finished:
+            raise PublishError(f"{self.run_dir} has no finished version (no version_0/done.json)")
+        self.latest = finished[-1] if latest is None else latest
+        if self.latest not in finished:
+            raise PublishError(f"version {self.latest} of {self.run_dir} is not finished")
+        try:
+            graph = load_graph(self.run_dir / "graph")
+        except DataError as err:
+            raise PublishError(f"cannot read the run's graph: {err}") from err
+        self.graph = graph
+        self._emb = {k: self.embeddings(self.latest)[i] for i, k in enumerate(("user", "item"))}
+        all_ids = {"user": graph.user_ids, "item": graph.item_ids}
+        self._index = {
+            k: pd.Index(np.asarray(all_ids[k][: len(e)]).astype(str), dtype=object)
+            for k, e in self._emb.items()
+        }
+        try:
+            self.transforms = [
+                load_transform(self._vdir(k) / "transform.safetensors")
+                for k in range(1, self.latest + 1)
+            ]
+        except (FileNotFoundError, ValueError) as err:
+            raise PublishError(f"cannot read the run's transforms: {err}") from err
+        self._matrices: dict[int, np.ndarray] = {}
+
+    def _vdir(self, k: int) -> Path:
+        return self.run_dir / f"version_{k}"
+
+    def embeddings(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The real ``z_k`` of the run: ``(user [U_k, D_k], item [I_k, D_k])``."""
+        try:
+            tensors, _ = read_tensors(self._vdir(k) / "embeddings.safetensors")
+        except (FileNotFoundError, ValueError) as err:
+            raise PublishError(str(err)) from err
+        return tuple(tensors[n].detach().float().numpy() for n in ("user_emb", "item_emb"))  # type: ignore[return-value]
+
+    def space(self, version: int) -> str:
+        """The fingerprint the store would give ver-``version`` vectors."""
+        return str(run_space(self.run_dir, version, self.latest))
+
+    def __call__(self, kind: str, ids: list[str], version: int) -> np.ndarray:
+        if not 0 <= version <= self.latest:
+            raise UnknownVersionError(version, list(range(self.latest + 1)))
+        rows = self._index[kind].get_indexer(ids) if ids else np.zeros(0, np.int64)
+        if (rows < 0).any():
+            missing = [i for i, r in zip(ids, rows, strict=True) if r < 0]
+            raise UnknownIdsError(kind, missing, len(ids))
+        z = self._emb[kind][rows]
+        if version == self.latest:
+            return z
+        if version not in self._matrices:
+            self._matrices[version] = compose_matrix(self.transforms, version)
+        return z @ self._matrices[version].T
+
+
+class StoreView:
+    """Ver-j compatible vectors the store serves now."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.latest = store.latest
+
+    def space(self, version: int) -> str:
+        """The store's fingerprint of the ver-``version`` space."""
+        return str(self.store.space(version))
+
+    def __call__(self, kind: str, ids: list[str], version: int) -> np.ndarray:
+        return np.asarray(self.store.get(ids, version=version, kind=kind))
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+@dataclass(frozen=True)
+class ConsumerResult:
+    """One consumer's verdict.
+
+    Attributes:
+        name: The consumer.
+        kind: Its kind.
+        version: ``j``.
+        metric: Its metric.
+        baseline: Its registered baseline.
+        candidate: The metric on the candidate's view (NaN when it could not be computed).
+        drop: ``(baseline - candidate) / baseline`` (negative: the candidate is better).
+        threshold: The largest accepted drop.
+        passed: ``drop <= threshold``.
+        pending: A consumer trained for this publish, registered only if it passes.
+        note: Why it could not be evaluated, if so.
+        details: Secondary figures (retrieval: neighbour overlap).
+    """
+
+    name: str
+    kind: str
+    version: int
+    metric: str
+    baseline: float
+    candidate: float
+    drop: float
+    threshold: float
+    passed: bool
+    pending: bool = False
+    note: str = ""
+    details: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GateReport:
+    """The gate's decision on a candidate.
+
+    Attributes:
+        candidate: The run folder (or ``store`` for the store's current state).
+        store: The store directory.
+        store_latest: The store's latest version (-1 for an empty store).
+        candidate_latest: The version the candidate would publish.
+        results: One verdict per consumer.
+        notes: Anything else a publish would run into (not part of the decision).
+    """
+
+    candidate: str
+    store: str
+    store_latest: int
+    candidate_latest: int
+    results: tuple[ConsumerResult, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        """Every consumer within its threshold."""
+        return all(r.passed for r in self.results)
+
+    @property
+    def refused(self) -> list[ConsumerResult]:
+        """The consumers the candidate would break."""
+        return [r for r in self.results if not r.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (NaN written as null)."""
+
+        def clean(v: Any) -> Any:
+            if isinstance(v, float) and not math.isfinite(v):
+                return None
+            if isinstance(v, dict):
+                return {k: clean(x) for k, x in v.items()}
+            if isinstance(v, list | tuple):
+                return [clean(x) for x in v]
+            return v
+
+        return clean(
+            {
+                "decision": "pass" if self.passed else "refuse",
+                "candidate": self.candidate,
+                "store": self.store,
+                "store_latest": self.store_latest,
+                "candidate_latest": self.candidate_latest,
+                "refused": [r.name for r in self.refused],
+                "consumers": [asdict(r) for r in self.results],
+                "notes": list(self.notes),
+            }
+        )
+
+    def write(self, path: str | Path) -> None:
+        """Write the JSON report (atomically)."""
+        sio.atomic_write_bytes(Path(path), (json.dumps(self.to_dict(), indent=1) + "\n").encode())
+
+
+class GateRefused(StoreError):
+    """The gate refused a publish; ``report`` says which consumers it would break."""
+
+    def __init__(self, report: GateReport) -> None:
+        names = ", ".join(r.name for r in report.refused)
+        super().__init__(f"the gate refused {report.candidate}: it would break {names}")
+        self.report = report
+
+
+def _fmt(v: float, pct: bool = False) -> str:
+    if not math.isfinite(v):
+        return "n/a"
+    return f"{v:+.2%}" if pct else f"{v:.4f}"
+
+
+def format_report(report: GateReport) -> str:
+    """The decision as a table: consumer, version, metric, baseline, candidate, drop."""
+    header = ["consumer", "version", "metric", "baseline", "candidate", "drop", "threshold", "verdict"]
+    rows = [
+        [
+            r.name + (" (new)" if r.pending else ""),
+            str(r.version),
+            r.metric,
+            _fmt(r.baseline),
+            _fmt(r.candidate),
+            _fmt(r.drop, pct=True),
+            f"{r.threshold:.1%}",
+            "ok" if r.passed else "REFUSED" + (f" ({r.note})" if r.note else ""),
+        ]
+        for r in report.results
+    ]
+    cells = [header] + rows
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    if not report.results:
+        lines.append("(no registered consumer)")
+    for n in report.notes:
+        lines.append(f"note: {n}")
+    if report.passed:
+        lines.append(
+            f"gate passed: version {report.candidate_latest} of {report.candidate} keeps all "
+            f"{len(report.results)} consumer(s) within their thresholds"
+        )
+    else:
+        names = ", ".join(r.name for r in report.refused)
+        lines.append(
+            f"gate refused: version {report.candidate_latest} of {report.candidate} would break "
+            f"{len(report.refused)} of {len(report.results)} consumer(s): {names}"
+        )
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- the gate
+
+
+def _judge(consumer: LoadedConsumer, view: Any, *, pending: bool) -> ConsumerResult:
+    c = consumer.spec
+    note = ""
+    details: dict[str, float] = {}
+    try:
+        if c.version > view.latest:
+            raise ConsumerError(f"version {c.version} is newer than the candidate's {view.latest}")
+        value, details = evaluate(consumer, view)
+    except (ConsumerError, StoreError, KeyError, ValueError) as err:
+        value, note = float("nan"), str(err)
+    drop = (c.baseline - value) / abs(c.baseline) if c.baseline else c.baseline - value
+    passed = math.isfinite(value) and drop <= c.threshold
+    if not math.isfinite(value) and not note:
+        note = f"{c.metric} is undefined on the candidate"
+    return ConsumerResult(
+        name=c.name,
+        kind=c.kind,
+        version=c.version,
+        metric=c.metric,
+        baseline=c.baseline,
+        candidate=value,
+        drop=float(drop),
+        threshold=c.threshold,
+        passed=bool(passed),
+        pending=pending,
+        note=note,
+        details=details,
+    )
+
+
+def _lineage_notes(run: RunView, manifest: Manifest | None) -> list[str]:
+    """What a publish of the run would run into besides the consumers."""
+    if manifest is None:
+        return []
+    notes = []
+    if run.latest <= manifest.latest:
+        notes.append(
+            f"a publish would have nothing to add: the store's latest is version {manifest.latest}, "
+            f"the run's {run.latest}"
+        )
+    for entry in manifest.versions[1 : run.latest + 1]:
+        src = run.run_dir / f"version_{entry.version}" / "transform.safetensors"
+        if not src.is_file() or sio.sha256_file(src) != manifest.files[entry.files["transform"]].sha256:
+            notes.append(
+                f"the run is not a continuation of the store: its B_{entry.version} differs from the "
+                "stored one (a publish would be rejected)"
+            )
+            break
+    return notes
+
+
+def gate_run(
+    run_dir: str | Path,
+    store_dir: str | Path,
+    *,
+    pending: Sequence[ConsumerDraft] = (),
+    pending_baselines: Sequence[float] | None = None,
+) -> GateReport:
+    """Judge a training run's latest version against the store's registered consumers.
+
+    Nothing is written.
+
+    Args:
+        run_dir: The candidate training run.
+        store_dir: The store (may be empty or missing: then only ``pending`` consumers count).
+        pending: Consumers trained for this publish, judged like registered ones.
+        pending_baselines: Their baselines (default each draft's ``baseline``).
+
+    Returns:
+        The report; :attr:`GateReport.passed` is the decision.
+    """
+    root = Path(store_dir)
+    view = RunView(run_dir)
+    manifest = load_manifest(root) if root.is_dir() else None
+    registry = ConsumerRegistry(root)
+    results = [_judge(registry.load(c), view, pending=False) for c in registry.list()]
+    baselines = list(pending_baselines) if pending_baselines is not None else [d.baseline for d in pending]
+    for draft, base in zip(pending, baselines, strict=True):
+        loaded = LoadedConsumer.from_draft(draft)
+        loaded.spec = _with_baseline(loaded.spec, base)
+        results.append(_judge(loaded, view, pending=True))
+    return GateReport(
+        candidate=str(run_dir),
+        store=str(store_dir),
+        store_latest=manifest.latest if manifest is not None else -1,
+        candidate_latest=view.latest,
+        results=tuple(results),
+        notes=tuple(_lineage_notes(view, manifest)),
+    )
+
+
+def gate_store(store: Any) -> GateReport:
+    """Every registered consumer on what the store serves now (a health check)."""
+    view = StoreView(store)
+    registry = ConsumerRegistry(store.root)
+    results = [_judge(registry.load(c), view, pending=False) for c in registry.list()]
+    return GateReport("store", str(store.root), store.latest, store.latest, tuple(results))
+
+
+def _with_baseline(spec: Any, baseline: float | None) -> Any:
+    from dataclasses import replace
+
+    return replace(spec, baseline=float("nan") if baseline is None else float(baseline))
+
+
+# ----------------------------------------------------------------------------- auto consumers
+
+
+def auto_consumers(
+    run_dir: str | Path,
+    *,
+    seed: int = 0,
+    hidden: Sequence[int] = (128, 256),
+    dropout: Sequence[float] = (0.0, 0.25),
+    epochs: int = 100,
+    patience: int = 10,
+    probe_share: float = 0.25,
+    max_fit_rows: int = 8000,
+    queries: int = 500,
+    k: int = 50,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> list[tuple[ConsumerDraft, float]]:
+    """Train the five task consumers and a retrieval consumer on a run's ver-0 vectors.
+
+    Task consumers (:mod:`bcemb.data.consumer_tasks`, labels at ``t_0``): the nodes (edges) of
+    each task are split at random into training (60 %), validation (15 %, early stopping and
+    the choice of hidden size and dropout; at most ``max_fit_rows`` and a quarter of that) and a
+    held-out probe set (``probe_share``); the
+    MLP and its training are those of ``bcemb benchmark`` (:func:`bcemb.evaluation.consumer.fit_consumer`),
+    with one seed. The baseline is the ROC-AUC on the probe set with the real ``z_0``.
+
+    The retrieval consumer: ``queries`` users present at ``t_0`` with edges in
+    ``(t_0, t_1]``; targets every item of ``z_0``; their top-``k`` items in ver-0 space are
+    recorded (neighbour overlap) and Recall@``k`` of the held-out items, the training items
+    excluded, is the gated metric.
+
+    Returns:
+        ``(draft, baseline)`` pairs; tasks the graph is too small for are skipped (logged).
+    """
+    from bcemb.data.consumer_tasks import TASKS, ConsumerTasks
+    from bcemb.data.graph import DataError
+    from bcemb.data.splits import TimeSlices
+    from bcemb.evaluation.consumer import fit_consumer, task_inputs
+    from bcemb.experiments.config import ConsumerConfig
+    from bcemb.utils import read_json
+
+    run = Path(run_dir)
+    view = RunView(run, latest=0)
+    config = read_json(run / "config.json")
+    try:
+        slices = TimeSlices(view.graph, config["times"])
+        tasks = ConsumerTasks(slices)
+    except (KeyError, TypeError, DataError) as err:
+        logger.warning("no task consumers for %s: %s", run, err)
+        tasks = None
+    user0, item0 = view.embeddings(0)
+    uids = np.asarray(view.graph.user_ids).astype(str)
+    iids = np.asarray(view.graph.item_ids).astype(str)
+    train_cfg = ConsumerConfig(
+        hidden=tuple(hidden), dropout=tuple(dropout), seeds=1, epochs=epochs, patience=patience
+    )
+    out: list[tuple[ConsumerDraft, float]] = []
+    zu, zi = torch.from_numpy(user0), torch.from_numpy(item0)
+    for t_i, task in enumerate(TASKS if tasks is not None else ()):
+        data = tasks.train(task)  # type: ignore[union-attr]
+        n = len(data)
+        rng = np.random.default_rng([seed, 7, t_i])
+        perm = rng.permutation(n)
+        n_probe, n_val = int(round(probe_share * n)), int(round(0.15 * n))
+        probe, val, fit = perm[:n_probe], perm[n_probe : n_probe + n_val], perm[n_probe + n_val :]
+        # The edge task has ~50k rows on MovieLens-100K: a sample trains as good a consumer
+        # in a fraction of the time (publishing should take seconds, not minutes).
+        fit, val = fit[:max_fit_rows], val[: max(max_fit_rows // 4, 4)]
+        labels = np.asarray(data.label)
+        if min(len(probe), len(val), len(fit)) < 4 or any(
+            np.unique(labels[p]).size < 2 for p in (probe, val, fit)
+        ):
+            logger.warning("no consumer for task %s: too few examples of both labels (%d)", task, n)
+            continue
+        x = task_inputs(data, zu, zi)
+        y = torch.as_tensor(labels)
+        best = None
+        for h in train_cfg.hidden:
+            for d in train_cfg.dropout:
+                model, auc = fit_consumer(
+                    x[fit], y[fit], x[val], y[val], hidden=h, dropout=d, config=train_cfg, seed=seed
+                )
+                if best is None or auc > best[0]:
+                    best = (auc, h, d, model)
+        assert best is not None
+        _, h, d, model = best
+        if data.kind == "edge":
+            idx = np.asarray(data.index)[probe]
+            table = pa.table(
+                {"user_id": uids[idx[:, 0]], "item_id": iids[idx[:, 1]], "label": labels[probe]}
+            )
+        else:
+            ids = (uids if data.kind == "user" else iids)[np.asarray(data.index)[probe]]
+            table = pa.table({"id": ids, "label": labels[probe]})
+        draft = ConsumerDraft(
+            name=f"task.{task}",
+            kind="mlp",
+            version=0,
+            input=data.kind,
+            metric="roc_auc",
+            config={"in_dim": int(x.shape[1]), "hidden": int(h), "dropout": float(d), "num_hidden": 1, "task": task},
+            tensors=dict(model.state_dict()),
+            tables={"probes": table},
+            threshold=threshold,
+            source=f"auto: task {task} trained on version 0 of {run}",
+        )
+        baseline, _ = evaluate(LoadedConsumer.from_draft(draft), view)
+        draft.baseline = baseline
+        out.append((draft, baseline))
+        logger.info("consumer task.%s: hidden %d, dropout %.2f, probe ROC-AUC %.4f", task, h, d, baseline)
+    retrieval = _retrieval_draft(run, view, config, seed=seed, queries=queries, k=k, threshold=threshold)
+    if retrieval is not None:
+        out.append(retrieval)
+    return out
+
+
+def _retrieval_draft(
+    run: Path, view: RunView, config: dict[str, Any], *, seed: int, queries: int, k: int, threshold: float
+) -> tuple[ConsumerDraft, float] | None:
+    from bcemb.data.graph import DataError
+    from bcemb.data.splits import TimeSlices
+
+    graph = view.graph
+    user0, item0 = view.embeddings(0)
+    try:
+        slices = TimeSlices(graph, config["times"])
+        e0 = slices.num_edges(0)
+        window = slices.window(0)
+    except (KeyError, TypeError, DataError) as err:
+        logger.warning("no retrieval consumer for %s: %s", run, err)
+        return None
+    n_users, n_items = len(user0), len(item0)
+    users = graph.user[window]
+    items = graph.item[window]
+    keep = (users < n_users) & (users < slices.num_users(0)) & (items < n_items)
+    relevant: dict[int, set[int]] = {}
+    for u, i in zip(users[keep], items[keep], strict=True):
+        relevant.setdefault(int(u), set()).add(int(i))
+    if not relevant:
+        logger.warning("no retrieval consumer for %s: no user has edges after t_0", run)
+        return None
+    trained: dict[int, set[int]] = {}
+    for u, i in zip(graph.user[:e0], graph.item[:e0], strict=True):
+        trained.setdefault(int(u), set()).add(int(i))
+    rng = np.random.default_rng([seed, 11])
+    candidates = np.array(sorted(relevant))
+    chosen = np.sort(rng.choice(candidates, size=min(queries, len(candidates)), replace=False))
+    uids = np.asarray(graph.user_ids).astype(str)
+    iids = np.asarray(graph.item_ids).astype(str)[:n_items]
+    target_ids = list(iids)
+    rel = [sorted(iids[list(relevant[u] - trained.get(u, set()))]) for u in chosen]
+    exc = [sorted(iids[sorted(trained.get(u, set()))]) for u in chosen]
+    top = top_k(user0[chosen].astype(np.float64), item0.astype(np.float64), k, exc, target_ids)
+    table = pa.table(
+        {
+            "query": uids[chosen],
+            "neighbours": pa.array(top, pa.list_(pa.string())),
+            "relevant": pa.array(rel, pa.list_(pa.string())),
+            "exclude": pa.array(exc, pa.list_(pa.string())),
+        }
+    )
+    draft = ConsumerDraft(
+        name="retrieval.items",
+        kind="retrieval",
+        version=0,
+        input="user",
+        metric=f"recall@{k}",
+        config={"k": k, "target_kind": "item"},
+        tables={"queries": table, "targets": pa.table({"id": target_ids})},
+        threshold=threshold,
+        source=f"auto: held-out items of {len(chosen)} users after t_0, version 0 of {run}",
+    )
+    baseline, details = evaluate(LoadedConsumer.from_draft(draft), view)
+    draft.baseline = baseline
+    logger.info("consumer retrieval.items: recall@%d %.4f %s", k, baseline, details)
+    return draft, baseline
+
+
+# ----------------------------------------------------------------------------- publish
+
+
+def publish_gated(
+    run_dir: str | Path,
+    store_dir: str | Path,
+    *,
+    gate: bool = True,
+    consumers: bool = True,
+    report_path: str | Path | None = None,
+    consumer_options: dict[str, Any] | None = None,
+    **publish_options: Any,
+) -> tuple[Manifest, GateReport | None, list[str]]:
+    """Publish a run after the gate (and register new consumers when version 0 is new).
+
+    Args:
+        run_dir: The training run.
+        store_dir: The store.
+        gate: Judge the run against every registered (and newly trained) consumer first.
+        consumers: Train and register the task and retrieval consumers when version 0 is
+            new to the store.
+        report_path: Where to write the gate's JSON report.
+        consumer_options: Keyword arguments of :func:`auto_consumers`.
+        **publish_options: Passed on to :func:`bcemb.store.publish`.
+
+    Returns:
+        The new manifest, the gate's report (None without the gate) and the names of the
+        consumers registered.
+
+    Raises:
+        GateRefused: The gate refused; nothing was written (except the report).
+    """
+    from bcemb.store.publish import publish
+
+    root = Path(store_dir)
+    current = load_manifest(root) if root.is_dir() else None
+    drafts: list[tuple[ConsumerDraft, float]] = []
+    if consumers and current is None:
+        drafts = auto_consumers(run_dir, **(consumer_options or {}))
+    report = None
+    if gate:
+        report = gate_run(
+            run_dir, root, pending=[d for d, _ in drafts], pending_baselines=[b for _, b in drafts]
+        )
+        if report_path is not None:
+            report.write(report_path)
+        if not report.passed:
+            raise GateRefused(report)
+    manifest = publish(run_dir, root, **publish_options)
+    registered = []
+    if drafts:
+        registry = ConsumerRegistry(root)
+        space = str(run_space(run_dir, 0, 0))  # the real z_0 the baselines were measured on
+        for draft, baseline in drafts:
+            registry.add(draft, space=space, baseline=baseline, replace_existing=True)
+            registered.append(draft.name)
+    return manifest, report, registered
