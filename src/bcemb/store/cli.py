@@ -101,22 +101,48 @@ def publish(
     check_model: Annotated[
         bool, typer.Option(help="Check that the model reproduces the embeddings.")
     ] = True,
+    gate: Annotated[
+        bool, typer.Option("--gate", help="Refuse (exit 3) if a registered consumer would break.")
+    ] = False,
+    consumers: Annotated[
+        bool,
+        typer.Option(help="Into an empty store: train and register the task and retrieval consumers."),
+    ] = True,
+    consumer_threshold: Annotated[
+        float, typer.Option(help="Threshold (relative drop) of the consumers trained here.")
+    ] = 0.02,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write the gate's decision as JSON here.")
+    ] = None,
 ) -> None:
     """Publish the run's latest finished version (and its history into an empty store)."""
-    from bcemb.store.publish import publish as _publish
+    from bcemb.store.gate import GateRefused, publish_gated
+    from bcemb.store.gate_cli import _finish_gate
 
     with _errors():
-        m = _publish(
-            run,
-            store,
-            keep_all=keep_all,
-            probe_fraction=probe_fraction,
-            min_probes=min_probes,
-            rows_per_part=rows_per_part,
-            seed=seed,
-            check_model=check_model,
-        )
+        try:
+            m, decision, registered = publish_gated(
+                run,
+                store,
+                gate=gate,
+                consumers=consumers,
+                report_path=report,
+                consumer_options={"threshold": consumer_threshold},
+                keep_all=keep_all,
+                probe_fraction=probe_fraction,
+                min_probes=min_probes,
+                rows_per_part=rows_per_part,
+                seed=seed,
+                check_model=check_model,
+            )
+        except GateRefused as refused:
+            typer.echo(f"error: {refused}; nothing was published", err=True)
+            _finish_gate(refused.report, None)
+    if decision is not None:
+        typer.echo(format_report_text(decision))
     typer.echo(f"published version {m.latest} of {run} to {store} ({m.name})")
+    if registered:
+        typer.echo(f"registered {len(registered)} consumer(s) on version 0: {', '.join(registered)}")
 
 
 @app.command("ls")
@@ -359,3 +385,19 @@ def gc(store: StoreOpt) -> None:
     with _errors():
         removed = collect_garbage(store)
     typer.echo(f"removed {len(removed)} leftover file(s) from {store}")
+
+
+def format_report_text(report: Any) -> str:
+    """The gate's table (see :func:`bcemb.store.gate.format_report`)."""
+    from bcemb.store.gate import format_report
+
+    return format_report(report)
+
+
+def _mount_gate() -> None:
+    from bcemb.store.gate_cli import register
+
+    register(app)
+
+
+_mount_gate()

@@ -46,7 +46,7 @@ from bcemb.store.errors import PublishError, StoreError, UnknownIdsError, Unknow
 from bcemb.store.fingerprint import run_space
 from bcemb.store.manifest import Manifest, load_manifest
 from bcemb.store.publish import finished_versions
-from bcemb.store.store import compose_matrix
+from bcemb.transforms import TransformChain
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +83,6 @@ class RunView:
     """
 
     def __init__(self, run_dir: str | Path, latest: int | None = None) -> None:
-        from bcemb.data.graph import DataError
-        from bcemb.data.io import load_graph
-
         self.run_dir = Path(run_dir)
         finished = finished_versions(self.run_dir)
         if not finished:
@@ -93,25 +90,52 @@ class RunView:
         self.latest = finished[-1] if latest is None else latest
         if self.latest not in finished:
             raise PublishError(f"version {self.latest} of {self.run_dir} is not finished")
-        try:
-            graph = load_graph(self.run_dir / "graph")
-        except DataError as err:
-            raise PublishError(f"cannot read the run's graph: {err}") from err
-        self.graph = graph
-        self._emb = {k: self.embeddings(self.latest)[i] for i, k in enumerate(("user", "item"))}
-        all_ids = {"user": graph.user_ids, "item": graph.item_ids}
+        self._graph: Any = None
+        self._emb = dict(zip(("user", "item"), self.embeddings(self.latest), strict=True))
         self._index = {
-            k: pd.Index(np.asarray(all_ids[k][: len(e)]).astype(str), dtype=object)
-            for k, e in self._emb.items()
+            k: pd.Index(np.asarray(v, dtype=object), dtype=object)
+            for k, v in self.ids(self.latest).items()
         }
         try:
-            self.transforms = [
-                load_transform(self._vdir(k) / "transform.safetensors")
-                for k in range(1, self.latest + 1)
-            ]
+            self.chain = TransformChain(
+                [
+                    load_transform(self._vdir(k) / "transform.safetensors")
+                    for k in range(1, self.latest + 1)
+                ]
+            )
         except (FileNotFoundError, ValueError) as err:
             raise PublishError(f"cannot read the run's transforms: {err}") from err
-        self._matrices: dict[int, np.ndarray] = {}
+
+    @property
+    def graph(self) -> Any:
+        """The run's graph (None for runs of models without a graph)."""
+        if self._graph is None and (self.run_dir / "graph").is_dir():
+            from bcemb.data.graph import DataError
+            from bcemb.data.io import load_graph
+
+            try:
+                self._graph = load_graph(self.run_dir / "graph")
+            except DataError as err:
+                raise PublishError(f"cannot read the run's graph: {err}") from err
+        return self._graph
+
+    def ids(self, k: int) -> dict[str, list[str]]:
+        """Original ids of version ``k``'s user and item rows."""
+        from bcemb.run_folder import read_ids
+
+        users, items = (len(e) for e in self.embeddings(k)) if k != self.latest else (
+            len(self._emb["user"]),
+            len(self._emb["item"]),
+        )
+        stored = read_ids(self.run_dir, k)
+        if stored is not None:
+            return {"user": stored.get("user", [])[:users], "item": stored.get("item", [])[:items]}
+        if self.graph is None:
+            raise PublishError(f"{self.run_dir}: version {k} has neither ids.parquet nor a graph")
+        return {
+            "user": [str(v) for v in self.graph.user_ids[:users]],
+            "item": [str(v) for v in self.graph.item_ids[:items]],
+        }
 
     def _vdir(self, k: int) -> Path:
         return self.run_dir / f"version_{k}"
@@ -138,9 +162,8 @@ class RunView:
         z = self._emb[kind][rows]
         if version == self.latest:
             return z
-        if version not in self._matrices:
-            self._matrices[version] = compose_matrix(self.transforms, version)
-        return z @ self._matrices[version].T
+        # The same composition as the store's (one product for linear links).
+        return self.chain.apply(torch.from_numpy(np.ascontiguousarray(z)), version).numpy()
 
 
 class StoreView:
@@ -427,7 +450,9 @@ def auto_consumers(
     patience: int = 10,
     probe_share: float = 0.25,
     max_fit_rows: int = 8000,
+    min_probes: int = 100,
     queries: int = 500,
+    min_queries: int = 50,
     k: int = 50,
     threshold: float = DEFAULT_THRESHOLD,
 ) -> list[tuple[ConsumerDraft, float]]:
@@ -436,12 +461,13 @@ def auto_consumers(
     Task consumers (:mod:`bcemb.data.consumer_tasks`, labels at ``t_0``): the nodes (edges) of
     each task are split at random into training (60 %), validation (15 %, early stopping and
     the choice of hidden size and dropout; at most ``max_fit_rows`` and a quarter of that) and a
-    held-out probe set (``probe_share``); the
+    held-out probe set (``probe_share``, at least ``min_probes`` rows, else the task is
+    skipped); the
     MLP and its training are those of ``bcemb benchmark`` (:func:`bcemb.evaluation.consumer.fit_consumer`),
     with one seed. The baseline is the ROC-AUC on the probe set with the real ``z_0``.
 
     The retrieval consumer: ``queries`` users present at ``t_0`` with edges in
-    ``(t_0, t_1]``; targets every item of ``z_0``; their top-``k`` items in ver-0 space are
+    ``(t_0, t_1]`` (at least ``min_queries``); targets every item of ``z_0``; their top-``k`` items in ver-0 space are
     recorded (neighbour overlap) and Recall@``k`` of the held-out items, the training items
     excluded, is the gated metric.
 
@@ -457,6 +483,9 @@ def auto_consumers(
 
     run = Path(run_dir)
     view = RunView(run, latest=0)
+    if view.graph is None:
+        logger.warning("no consumers trained for %s: the run has no graph (labels come from it)", run)
+        return []
     config = read_json(run / "config.json")
     try:
         slices = TimeSlices(view.graph, config["times"])
@@ -483,10 +512,12 @@ def auto_consumers(
         # in a fraction of the time (publishing should take seconds, not minutes).
         fit, val = fit[:max_fit_rows], val[: max(max_fit_rows // 4, 4)]
         labels = np.asarray(data.label)
-        if min(len(probe), len(val), len(fit)) < 4 or any(
-            np.unique(labels[p]).size < 2 for p in (probe, val, fit)
-        ):
-            logger.warning("no consumer for task %s: too few examples of both labels (%d)", task, n)
+        if len(probe) < min_probes or any(np.unique(labels[p]).size < 2 for p in (probe, val, fit)):
+            # A gate on a handful of probes would judge noise.
+            logger.warning(
+                "no consumer for task %s: %d probes (at least %d with both labels needed)",
+                task, len(probe), min_probes,
+            )
             continue
         x = task_inputs(data, zu, zi)
         y = torch.as_tensor(labels)
@@ -524,14 +555,24 @@ def auto_consumers(
         draft.baseline = baseline
         out.append((draft, baseline))
         logger.info("consumer task.%s: hidden %d, dropout %.2f, probe ROC-AUC %.4f", task, h, d, baseline)
-    retrieval = _retrieval_draft(run, view, config, seed=seed, queries=queries, k=k, threshold=threshold)
+    retrieval = _retrieval_draft(
+        run, view, config, seed=seed, queries=queries, min_queries=min_queries, k=k, threshold=threshold
+    )
     if retrieval is not None:
         out.append(retrieval)
     return out
 
 
 def _retrieval_draft(
-    run: Path, view: RunView, config: dict[str, Any], *, seed: int, queries: int, k: int, threshold: float
+    run: Path,
+    view: RunView,
+    config: dict[str, Any],
+    *,
+    seed: int,
+    queries: int,
+    min_queries: int,
+    k: int,
+    threshold: float,
 ) -> tuple[ConsumerDraft, float] | None:
     from bcemb.data.graph import DataError
     from bcemb.data.splits import TimeSlices
@@ -558,6 +599,12 @@ def _retrieval_draft(
     trained: dict[int, set[int]] = {}
     for u, i in zip(graph.user[:e0], graph.item[:e0], strict=True):
         trained.setdefault(int(u), set()).add(int(i))
+    if len(relevant) < min_queries:
+        logger.warning(
+            "no retrieval consumer for %s: %d users with edges after t_0 (at least %d needed)",
+            run, len(relevant), min_queries,
+        )
+        return None
     rng = np.random.default_rng([seed, 11])
     candidates = np.array(sorted(relevant))
     chosen = np.sort(rng.choice(candidates, size=min(queries, len(candidates)), replace=False))

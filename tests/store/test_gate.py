@@ -1,0 +1,193 @@
+"""The release gate on synthetic runs with a known answer, and its command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from bcemb.store import EmbeddingStore, publish
+from bcemb.store._testing_gate import write_exact_run
+from bcemb.store.cli import app
+from bcemb.store.consumers import ConsumerDraft, ConsumerRegistry, LoadedConsumer, evaluate
+from bcemb.store.gate import EXIT_REFUSED, GateRefused, StoreView, gate_run, publish_gated
+
+runner = CliRunner()
+
+
+def invoke(*args: object) -> tuple[int, str, str]:
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A published two-version run and four three-version candidates continuing it."""
+    base = tmp_path_factory.mktemp("gate")
+    out = {"store_run": write_exact_run(base / "v01", upto=1)}
+    for last in ("exact", "noisy", "rotated", "non-bc"):
+        out[last] = write_exact_run(base / last, last=last)
+    return out
+
+
+def _linear_draft(store: EmbeddingStore, name: str = "lin.user", kind: str = "user") -> ConsumerDraft:
+    """A linear consumer whose labels are its own decisions on ver-0: baseline AUC 1."""
+    ids = [str(i) for i in store.ids(kind)]
+    z0 = np.asarray(store.get(ids, version=0, kind=kind), dtype=np.float64)
+    w = np.random.default_rng(1).standard_normal(z0.shape[1])
+    labels = (z0 @ w > np.median(z0 @ w)).astype(np.int64)
+    return ConsumerDraft(
+        name, "linear", 0, kind, "roc_auc", {},
+        tensors={"coef": torch.from_numpy(w)},
+        tables={"probes": pa.table({"id": ids, "label": labels})},
+    )
+
+
+@pytest.fixture()
+def gated_store(tmp_path: Path, runs: dict[str, Path]) -> Path:
+    root = tmp_path / "store"
+    publish(runs["store_run"], root, min_probes=8, check_model=False)
+    s = EmbeddingStore(root)
+    reg = ConsumerRegistry(root)
+    for draft in (_linear_draft(s), _linear_draft(s, "lin.item", "item")):
+        base, _ = evaluate(LoadedConsumer.from_draft(draft), StoreView(s))
+        reg.add(draft, space=s.space(0), baseline=base)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("last", "passes"), [("exact", True), ("noisy", True), ("rotated", False), ("non-bc", False)]
+)
+def test_gate_decisions_with_a_known_answer(
+    gated_store: Path, runs: dict[str, Path], last: str, passes: bool
+) -> None:
+    report = gate_run(runs[last], gated_store)
+    assert report.passed is passes
+    assert {r.name for r in report.results} == {"lin.user", "lin.item"}
+    for r in report.results:
+        assert r.baseline == pytest.approx(1.0)
+        if last == "exact":
+            assert r.candidate == pytest.approx(1.0) and abs(r.drop) < 1e-9
+        if not passes:  # a random rotation (or a new model) leaves chance-level AUC
+            assert r.candidate < 0.8 and r.drop > 0.2 and not r.passed
+    assert report.notes == ()  # the candidates continue the store's lineage
+
+
+def test_publish_gated_refuses_before_writing(gated_store: Path, runs: dict[str, Path]) -> None:
+    before = sorted(p.relative_to(gated_store) for p in gated_store.rglob("*"))
+    with pytest.raises(GateRefused, match="lin.user") as err:
+        publish_gated(runs["rotated"], gated_store, min_probes=8, check_model=False)
+    assert not err.value.report.passed
+    assert sorted(p.relative_to(gated_store) for p in gated_store.rglob("*")) == before
+    m, report, registered = publish_gated(runs["exact"], gated_store, min_probes=8, check_model=False)
+    assert m.latest == 2 and report is not None and report.passed and registered == []
+
+
+def test_threshold_per_consumer(gated_store: Path, runs: dict[str, Path]) -> None:
+    noisy = gate_run(runs["noisy"], gated_store)
+    worst = max(noisy.results, key=lambda r: r.drop)
+    assert 0 < worst.drop < 0.02
+    ConsumerRegistry(gated_store).set_threshold(worst.name, worst.drop / 2)
+    again = gate_run(runs["noisy"], gated_store)
+    assert [r.name for r in again.refused] == [worst.name]
+
+
+def test_gate_cli_exit_3_table_and_json(gated_store: Path, runs: dict[str, Path], tmp_path: Path) -> None:
+    report = tmp_path / "gate.json"
+    code, out, _ = invoke("gate", runs["rotated"], "--store", gated_store, "--report", report)
+    assert code == EXIT_REFUSED
+    header = out.splitlines()[0].split()
+    assert header[:6] == ["consumer", "version", "metric", "baseline", "candidate", "drop"]
+    assert "lin.user" in out and "REFUSED" in out and "gate refused" in out
+    body = json.loads(report.read_text())
+    assert body["decision"] == "refuse" and sorted(body["refused"]) == ["lin.item", "lin.user"]
+    assert {c["name"] for c in body["consumers"]} == {"lin.item", "lin.user"}
+    code, out, _ = invoke("gate", runs["exact"], "--store", gated_store)
+    assert code == 0 and "gate passed" in out
+
+    code, out, err = invoke("publish", runs["non-bc"], "--store", gated_store, "--gate", "--min-probes", 8)
+    assert code == EXIT_REFUSED and "nothing was published" in err and "lin.item" in out
+    assert EmbeddingStore(gated_store).latest == 1
+    code, out, _ = invoke("publish", runs["exact"], "--store", gated_store, "--gate", "--min-probes", 8, "--no-check-model")
+    assert code == 0 and "gate passed" in out and "published version 2" in out
+
+
+def test_gate_of_a_run_that_does_not_continue_the_store(gated_store: Path, tmp_path: Path) -> None:
+    other = write_exact_run(tmp_path / "other", seed=5)
+    report = gate_run(other, gated_store)
+    assert not report.passed  # another version 0: the consumers see unrelated vectors
+    assert any("not a continuation" in n for n in report.notes)
+
+
+def test_consumers_cli_add_ls_rm(gated_store: Path, tmp_path: Path) -> None:
+    s = EmbeddingStore(gated_store)
+    draft = _linear_draft(s, "cli.lin")
+    save_file({"coef": draft.tensors["coef"].float()}, tmp_path / "w.safetensors")
+    import pyarrow.parquet as pq
+
+    pq.write_table(draft.tables["probes"], tmp_path / "probes.parquet")
+    code, out, _ = invoke(
+        "consumers", "add", "cli.lin", "--store", gated_store, "--kind", "linear",
+        "--weights", tmp_path / "w.safetensors", "--probes", tmp_path / "probes.parquet",
+        "--threshold", 0.05,
+    )
+    assert code == 0 and "baseline 1.0000" in out and "threshold 5.0%" in out
+    code, _, err = invoke(
+        "consumers", "add", "cli.lin", "--store", gated_store, "--kind", "linear",
+        "--weights", tmp_path / "w.safetensors", "--probes", tmp_path / "probes.parquet",
+    )
+    assert code == 1 and "already registered" in err
+    # A torch module of a known architecture, and a retrieval consumer whose neighbours
+    # are recorded at registration.
+    lin = torch.nn.Linear(s.dim(0), 1)
+    save_file(dict(lin.state_dict()), tmp_path / "m.safetensors")
+    code, out, _ = invoke(
+        "consumers", "add", "cli.torch", "--store", gated_store, "--kind", "torch",
+        "--weights", tmp_path / "m.safetensors", "--probes", tmp_path / "probes.parquet",
+        "--config", json.dumps({"architecture": "linear", "in_features": s.dim(0)}), "--metric", "accuracy",
+    )
+    assert code == 0, out
+    pq.write_table(pa.table({"query": [str(i) for i in s.ids("user")[:20]]}), tmp_path / "q.parquet")
+    pq.write_table(pa.table({"id": [str(i) for i in s.ids("item")]}), tmp_path / "t.parquet")
+    code, out, _ = invoke(
+        "consumers", "add", "cli.knn", "--store", gated_store, "--kind", "retrieval",
+        "--queries", tmp_path / "q.parquet", "--targets", tmp_path / "t.parquet", "--metric", "overlap@5",
+    )
+    assert code == 0 and "overlap@5 baseline 1.0000" in out
+    code, out, _ = invoke("consumers", "ls", "--store", gated_store, "--evaluate")
+    assert code == 0 and "cli.knn" in out and "current" in out and "5 consumer(s)" in out
+    code, out, _ = invoke("consumers", "ls", "--store", gated_store, "--json")
+    assert {c["name"] for c in json.loads(out)["consumers"]} >= {"cli.lin", "cli.torch", "cli.knn"}
+    code, out, _ = invoke("consumers", "rm", "cli.lin", "--store", gated_store)
+    assert code == 0 and not any(p.name.startswith("cli.lin.") for p in (gated_store / "consumers").iterdir())
+    code, _, err = invoke("consumers", "rm", "cli.lin", "--store", gated_store)
+    assert code == 1 and "no consumer named 'cli.lin'" in err
+
+
+def test_first_publish_trains_and_registers_consumers(tmp_path: Path, toy_graph: object) -> None:
+    run = write_exact_run(tmp_path / "run", toy_graph, dims=(8, 12))  # type: ignore[arg-type]
+    root = tmp_path / "store"
+    options = {"hidden": (16,), "dropout": (0.0,), "epochs": 5, "min_probes": 10, "min_queries": 10, "k": 10}
+    m, report, registered = publish_gated(
+        run, root, consumer_options=options, min_probes=8, check_model=False
+    )
+    assert m.latest == 1 and report is not None
+    assert "retrieval.items" in registered and any(n.startswith("task.") for n in registered)
+    assert all(r.pending for r in report.results)  # judged before they were registered
+    reg = ConsumerRegistry(root)
+    assert sorted(c.name for c in reg.list()) == sorted(registered)
+    knn = reg.get("retrieval.items")
+    assert knn.metric == "recall@10" and knn.version == 0 and knn.space.startswith("v0-")
+    # The exact chain serves ver-0 as it was: every consumer keeps its baseline.
+    report = gate_run(run, root)
+    for r in report.results:
+        assert r.candidate == pytest.approx(r.baseline, abs=1e-6), r
+    # An empty store with --no-consumers gets none.
+    _, _, none = publish_gated(run, tmp_path / "bare", consumers=False, min_probes=8, check_model=False)
+    assert none == [] and ConsumerRegistry(tmp_path / "bare").list() == []
