@@ -10,6 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from bcemb.cli_options import one_of
+
 app = typer.Typer(help="bcemb: backward compatible embeddings.", no_args_is_help=True, add_completion=False)
 data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
 
@@ -44,17 +46,6 @@ METHOD_CHOICES = (
 )
 
 
-def _choice(option: str, choices: tuple[str, ...]):  # noqa: ANN202
-    """A callback accepting one of ``choices`` (listed in the option's help)."""
-
-    def check(value: str) -> str:
-        if value not in choices:
-            raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=option)
-        return value
-
-    return check
-
-
 def _device(value: str) -> str:
     if not re.fullmatch(r"cpu|auto|cuda(:\d+)?", value):
         raise typer.BadParameter(f"{value!r} is not a device; use cpu, cuda, cuda:N or auto", param_hint="--device")
@@ -70,14 +61,14 @@ def _method(value: str) -> str:
         raise typer.BadParameter(str(err), param_hint="--method") from None
 
 
-DatasetOpt = Annotated[str, typer.Option("--dataset", callback=_choice("--dataset", DATASET_CHOICES), help=f"Dataset source: {' | '.join(DATASET_CHOICES)} (table: your own log, see --log).")]
+DatasetOpt = Annotated[str, typer.Option("--dataset", callback=one_of("--dataset", DATASET_CHOICES), help=f"Dataset source: {' | '.join(DATASET_CHOICES)} (table: your own log, see --log).")]
 LogOpt = Annotated[Optional[Path], typer.Option(help="--dataset table: the interaction log (.csv, .tsv, .csv.gz or .parquet).")]
 LogOptionOpt = Annotated[Optional[list[str]], typer.Option("--log-option", help="--dataset table: KEY=VALUE, repeatable. Columns: user=, item=, time= (defaults user_id, item_id, timestamp), rating= (optional), feature= (an item-feature column; repeat for several); settings: sep= (feature value separator, default |), time-format= (strftime; default numbers or ISO 8601).")]
 ReviewsOpt = Annotated[Optional[Path], typer.Option(help="Amazon reviews file (JSON lines, .gz ok).")]
 MetaOpt = Annotated[Optional[Path], typer.Option(help="Amazon metadata file.")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a setting: key=value (train.epochs=10, lam=8, sizes=2x64,2x80,3x96,3x112,3x128).")]
 SyntheticOpt = Annotated[Optional[list[str]], typer.Option(help="Generator option key=value (num_users=5000).")]
-ProfileOpt = Annotated[str, typer.Option(callback=_choice("--profile", PROFILE_CHOICES), help=f"Defaults for sizes, training and consumers: {' | '.join(PROFILE_CHOICES)}.")]
+ProfileOpt = Annotated[str, typer.Option(callback=one_of("--profile", PROFILE_CHOICES), help=f"Defaults for sizes, training and consumers: {' | '.join(PROFILE_CHOICES)}.")]
 SeedOpt = Annotated[int, typer.Option(help="Base seed; every model and consumer seed derives from it.")]
 DeviceOpt = Annotated[str, typer.Option(callback=_device, help="cpu, cuda, cuda:N or auto (CUDA when present).")]
 MethodOpt = Annotated[str, typer.Option(callback=_method, help=f"One of: {', '.join(METHOD_CHOICES)}.")]

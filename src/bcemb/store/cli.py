@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+from bcemb.cli_options import one_of
 from bcemb.store.errors import StoreError
 
 logger = logging.getLogger(__name__)
@@ -31,15 +32,6 @@ def _store_dir(path: Path) -> Path:
     if path.exists() and not path.is_dir():
         raise typer.BadParameter(f"{path} is a file, not a store directory", param_hint="--store")
     return path
-
-
-def _one_of(option: str, choices: tuple[str, ...]):  # noqa: ANN202
-    def check(value: str) -> str:
-        if value not in choices:
-            raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=option)
-        return value
-
-    return check
 
 
 StoreOpt = Annotated[Path, typer.Option("--store", "-s", callback=_store_dir, help="Store directory.")]
@@ -203,7 +195,7 @@ def get(
     ids: Annotated[list[str], typer.Argument(help="Original node ids.")],
     store: StoreOpt,
     version: VersionOpt = None,
-    kind: Annotated[str, typer.Option("--kind", "-k", callback=_one_of("--kind", ("user", "item")), help="user | item.")] = "user",
+    kind: Annotated[str, typer.Option("--kind", "-k", callback=one_of("--kind", ("user", "item")), help="user | item.")] = "user",
     out: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Write .json or .parquet here instead of stdout."),
@@ -238,7 +230,7 @@ def export(
     store: StoreOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder of Parquet partitions.")],
     version: VersionOpt = None,
-    engine: Annotated[str, typer.Option(callback=_one_of("--engine", ("single", "dask")), help="single | dask.")] = "single",
+    engine: Annotated[str, typer.Option(callback=one_of("--engine", ("single", "dask")), help="single | dask.")] = "single",
     scheduler: Annotated[
         str | None, typer.Option(help="Dask scheduler address (default: a local cluster).")
     ] = None,
