@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient
+pytest.importorskip("orjson")
+from starlette.testclient import TestClient
 
 from bcemb.serve import create_app
 from bcemb.serve.app import json_matrix
@@ -122,10 +122,13 @@ def test_request_size_limits_are_413(client: TestClient, store_dir: Path) -> Non
 def test_app_picks_up_a_new_publish(tmp_path: Path) -> None:
     run = write_fake_run(tmp_path / "run", dims=(8, 12, 16), upto=1, seed=4)
     publish(run, tmp_path / "store")
-    client = TestClient(create_app(tmp_path / "store", refresh_seconds=0))
+    app = create_app(tmp_path / "store", refresh_seconds=-1)  # no thread: poll by hand
+    client = TestClient(app)
     assert client.get("/health").json()["latest"] == 1
     write_fake_run(tmp_path / "run", dims=(8, 12, 16), seed=4)
     publish(run, tmp_path / "store")
+    assert client.get("/health").json()["latest"] == 1  # requests never reload
+    assert app.watcher.poll()
     assert client.get("/health").json()["latest"] == 2
     assert client.get("/versions").json()["versions"][2]["dim"] == 16
 

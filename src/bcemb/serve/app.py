@@ -1,36 +1,44 @@
-"""The FastAPI app over an :class:`~bcemb.store.EmbeddingStore`.
+"""The HTTP app over an :class:`~bcemb.store.EmbeddingStore`: a small ASGI app, no framework.
 
-Endpoints:
+Endpoints (a route table, :attr:`EmbeddingService.routes`):
 
-- ``GET /health``: ``{"status": "ok", "latest": k, "manifest": ...}``.
+- ``GET /health``: ``{"status": "ok", "latest": k, "manifest": ...}``; 503 with
+  ``"status": "degraded"`` and the reason while a newly published state cannot be opened
+  (the previous one is still served).
 - ``GET /versions``: the versions with their dimension, parent, method and state.
-- ``POST /embeddings`` with ``{"ids": [...], "version": j, "kind": "user"}``: the vectors and
-  the version they are in. ``"encoding": "base64"`` returns the float32 matrix as
-  little-endian bytes in base64 (much faster than JSON numbers for large requests).
+- ``POST /embeddings`` with ``{"ids": [...], "version": j, "kind": "user", "encoding": "json"}``:
+  the vectors and the version they are in (encodings: ``json``, ``base64``, ``binary``; see
+  :mod:`bcemb.serve.encoding`).
+- ``/docs``, ``/redoc``, ``/openapi.json`` only with ``docs=True``.
 
-Errors: unknown ids or version -> 404 naming them; a malformed body -> 422; too many ids or
-too large a body -> 413. The app picks up a newly published version on its own (it checks
-the store pointer at most once per ``refresh_seconds``); each request is answered from one
-consistent snapshot of the store.
+Errors are ``{"detail": ...}``: unknown ids or version 404 naming them (each id shortened); a
+malformed body 422 naming the field; a body not JSON 415; too many ids or too large a body
+413; a body not sent in time 408; a store that cannot answer (a served file changed) 503
+naming the file. Every answer is built by :meth:`EmbeddingService.respond`.
+
+Requests never wait for a reload: a background thread swaps in each new publish (see
+:mod:`bcemb.serve.reload`). Small answers are computed on the event loop (microseconds);
+large ones in a worker thread, block by block, each block sent before the next is computed,
+so a client that does not read holds one block of memory at most.
 """
 
 from __future__ import annotations
 
-import base64
-import json
+import asyncio
 import logging
-import threading
-import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+import orjson
 
+from bcemb.serve.encoding import ENCODINGS, Answer, Encoding, json_matrix
+from bcemb.serve.errors import HTTPProblem, clip
+from bcemb.serve.reload import StoreWatcher
+from bcemb.serve.request import EmbeddingsQuery, check_content_type, parse_query
+from bcemb.serve.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IDS, ServiceLimits
 from bcemb.store import EmbeddingStore, StoreError, UnknownIdsError, UnknownVersionError
 
 logger = logging.getLogger(__name__)
@@ -38,147 +46,300 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_IDS",
-    "EmbeddingsRequest",
+    "EmbeddingService",
+    "Reply",
     "create_app",
     "json_matrix",
 ]
 
-from bcemb.serve.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IDS  # noqa: E402
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Handler = Callable[[Scope, Receive], Awaitable["Reply"]]
+
+_JSON = b"application/json"
+_SHOWN_IDS = 100  # unknown ids listed in a 404
 
 
-class EmbeddingsRequest(BaseModel):
-    """Body of ``POST /embeddings``.
+@dataclass
+class Reply:
+    """An answer before it is sent: a whole body, or a stream of pieces.
 
     Attributes:
-        ids: Original node ids (strings or integers).
-        version: Target version ``j``; null for the latest.
-        kind: ``"user"`` or ``"item"``.
-        encoding: ``"json"`` (nested lists) or ``"base64"`` (raw little-endian float32).
+        status: HTTP status.
+        body: The whole body (when ``stream`` is None).
+        content_type: Media type.
+        headers: Extra headers.
+        stream: Pieces of the body, computed as they are sent.
+        length: The streamed body's size when known (else chunked).
+        close: Close the connection after the answer (the request body was not read).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    status: int
+    body: bytes = b""
+    content_type: bytes = _JSON
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    stream: AsyncIterator[bytes] | None = None
+    length: int | None = None
+    close: bool = False
 
-    ids: list[StrictStr | StrictInt] = Field(description="Original node ids.")
-    version: StrictInt | None = Field(
-        default=None, description="Target version; null for the latest."
+    @classmethod
+    def json(cls, status: int, data: Any, **kwargs: Any) -> Reply:
+        """A JSON answer."""
+        return cls(status, orjson.dumps(data), **kwargs)
+
+
+def _problem_reply(problem: HTTPProblem) -> Reply:
+    close = problem.status in (408, 413)  # the body may be unread: do not reuse the connection
+    return Reply.json(problem.status, {"detail": problem.detail, **problem.extra}, close=close)
+
+
+def _unknown_ids(err: UnknownIdsError) -> HTTPProblem:
+    """404 naming the unknown ids, each shortened (a 4 MB id must not come back)."""
+    shown = [clip(m) for m in err.missing[:_SHOWN_IDS]]
+    listed = ", ".join(repr(m) for m in shown[:5])
+    more = f" and {len(err.missing) - 5} more" if len(err.missing) > 5 else ""
+    return HTTPProblem(
+        404,
+        f"unknown {err.kind} ids ({len(err.missing)} of {err.total}): {listed}{more}",
+        unknown_ids=shown,
     )
-    kind: Literal["user", "item"] = "user"
-    encoding: Literal["json", "base64"] = "json"
 
 
-def json_matrix(vectors: np.ndarray) -> str:
-    """A float32 matrix as a JSON array of arrays, with the shortest float32 digits.
+def _store_problem(err: StoreError) -> HTTPProblem:
+    """Store errors as answers: unknown ids/version 404, anything else 503 naming the file."""
+    if isinstance(err, UnknownIdsError):
+        return _unknown_ids(err)
+    if isinstance(err, UnknownVersionError):
+        return HTTPProblem(404, clip(str(err), 200), versions=err.available)
+    path = getattr(err, "path", None)
+    extra = {"file": path} if path else {}
+    return HTTPProblem(503, f"the store cannot answer now: {clip(str(err), 500)}", **extra)
 
-    Arrow formats the numbers in C++ (``json.dumps`` of ``tolist()`` is about five times slower
-    and writes each float32 with the 17 digits of a double, twice the bytes); parsing the
-    text as float64 and rounding to float32 gives back the exact values.
 
-    Shapes:
-        vectors: ``[N, D]``, finite.
+class EmbeddingService:
+    """The ASGI app. Build it with :func:`create_app`.
+
+    Attributes:
+        watcher: The served store snapshot and its reload thread.
+        limits: Request limits.
+        routes: ``{(method, path): handler}``; a handler takes the scope and ``receive`` and
+            returns a :class:`Reply`.
     """
-    n, d = vectors.shape
-    if n == 0 or d == 0:
-        return "[" + ",".join(["[]"] * n) + "]"
-    flat = pc.cast(
-        pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1)), pa.large_string()
-    )
-    offsets = pa.array(np.arange(0, n * d + 1, d, dtype=np.int64))
-    comma, bracket = pa.scalar(",", pa.large_string()), pa.scalar("],[", pa.large_string())
-    rows = pc.binary_join(pa.LargeListArray.from_arrays(offsets, flat), comma)
-    whole = pc.binary_join(
-        pa.LargeListArray.from_arrays(pa.array([0, n], pa.int64()), rows), bracket
-    )
-    return "[[" + whole[0].as_py() + "]]"
 
+    def __init__(
+        self, watcher: StoreWatcher, limits: ServiceLimits, docs: Any | None = None
+    ) -> None:
+        self.watcher = watcher
+        self.limits = limits
+        self.encodings = tuple(ENCODINGS)
+        self.routes: dict[tuple[str, str], Handler] = {
+            ("GET", "/health"): self.health,
+            ("GET", "/versions"): self.versions,
+            ("POST", "/embeddings"): self.embeddings,
+        }
+        self._docs = docs
+        self._docs_paths = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 
-class _StoreHolder:
-    """The current store snapshot; swapped for a new one after a publish."""
+    @property
+    def store(self) -> EmbeddingStore:
+        """The snapshot being served now."""
+        return self.watcher.store
 
-    def __init__(self, root: Path, *, verify: bool, refresh_seconds: float) -> None:
-        self.store = EmbeddingStore(root, verify=verify)
-        self._refresh = refresh_seconds
-        self._next_check = time.monotonic() + refresh_seconds
-        self._lock = threading.Lock()
+    # ------------------------------------------------------------------ ASGI
 
-    def current(self) -> EmbeddingStore:
-        if self._refresh >= 0 and time.monotonic() >= self._next_check:
-            with self._lock:
-                if time.monotonic() >= self._next_check:
-                    self._next_check = time.monotonic() + self._refresh
-                    if self.store.is_stale():
-                        try:
-                            self.store = self.store.reload()
-                            logger.info(
-                                "now serving %s (latest version %d)",
-                                self.store.manifest.name,
-                                self.store.latest,
-                            )
-                        except StoreError as err:
-                            logger.error(
-                                "keeping %s: the new store state cannot be opened: %s",
-                                self.store.manifest.name,
-                                err,
-                            )
-        return self.store
-
-
-class _BodyLimit:
-    """ASGI middleware answering 413 to request bodies over ``max_bytes``."""
-
-    def __init__(self, app: Any, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
             return
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit():
-            if int(length) > self.max_bytes:
-                await self._reject(send)
-                return
-            await self.app(scope, receive, send)  # the server holds the body to its declared length
+        if kind != "http":  # websockets: not served
             return
-        # No declared length (chunked): buffer up to the limit, then replay the body. Raising
-        # from ``receive`` instead would be turned into a 400 by FastAPI's body parsing.
-        chunks: list[bytes] = []
-        size = 0
+        path = scope["path"]
+        if self._docs is not None and path in self._docs_paths:
+            await self._docs(scope, receive, send)
+            return
+        handler = self.routes.get((scope["method"], path))
+        try:
+            if handler is None:
+                reply = self._no_route(scope["method"], path)
+            else:
+                reply = await handler(scope, receive)
+        except HTTPProblem as problem:
+            reply = _problem_reply(problem)
+        except StoreError as err:
+            reply = _problem_reply(_store_problem(err))
+        except Exception:  # noqa: BLE001 - a bug must not take the server down
+            logger.exception("unexpected error answering %s %s", scope["method"], clip(path))
+            reply = Reply.json(500, {"detail": "internal error (logged by the server)"})
+        await self.respond(send, reply)
+
+    def _no_route(self, method: str, path: str) -> Reply:
+        allowed = sorted(m for m, p in self.routes if p == path)
+        if allowed:
+            return Reply.json(
+                405,
+                {"detail": f"method {clip(method, 20)} not allowed; use {', '.join(allowed)}"},
+                headers=[(b"allow", ", ".join(allowed).encode())],
+            )
+        return Reply.json(404, {"detail": f"no endpoint {clip(path)!r}"})
+
+    async def respond(self, send: Send, reply: Reply) -> None:
+        """Send an answer: the one place where responses are built."""
+        headers = [(b"content-type", reply.content_type), *reply.headers]
+        if reply.close:
+            headers.append((b"connection", b"close"))
+        if reply.stream is None:
+            headers.append((b"content-length", str(len(reply.body)).encode()))
+            await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+            await send({"type": "http.response.body", "body": reply.body})
+            return
+        if reply.length is not None:
+            headers.append((b"content-length", str(reply.length).encode()))
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        try:
+            async for piece in reply.stream:
+                # A piece is written only once the previous ones left the buffer (uvicorn's
+                # flow control); a client that stops reading is dropped after send_timeout.
+                async with asyncio.timeout(self.limits.send_timeout):
+                    await send({"type": "http.response.body", "body": piece, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        except TimeoutError:
+            logger.warning("dropped a client that read nothing for %.0f s", self.limits.send_timeout)
+        except Exception:  # noqa: BLE001 - the status is sent; the server closes the connection
+            logger.exception("error while streaming an answer")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.max_bytes:
-                await self._reject(send)
+            if message["type"] == "lifespan.startup":
+                self.watcher.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.watcher.stop()
+                await send({"type": "lifespan.shutdown.complete"})
                 return
-            if not message.get("more_body", False):
-                break
-        replayed = False
 
-        async def replay() -> dict:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
+    # ------------------------------------------------------------------ endpoints
 
-        await self.app(scope, replay, send)
-
-    async def _reject(self, send: Any) -> None:
-        body = json.dumps({"detail": f"request body larger than {self.max_bytes} bytes"}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
+    async def health(self, scope: Scope, receive: Receive) -> Reply:
+        """Liveness, the served version, and whether the newest publish could be opened."""
+        store = self.store
+        body: dict[str, Any] = {"latest": store.latest, "manifest": store.manifest.name}
+        error = self.watcher.error
+        if error is None:
+            return Reply.json(200, {"status": "ok", **body})
+        detail = f"a newer store state cannot be opened; still serving {store.manifest.name}: {error}"
+        return Reply.json(
+            503,
+            {"status": "degraded", **body, "detail": detail, "since": self.watcher.failed_since},
         )
-        await send({"type": "http.response.body", "body": body})
+
+    async def versions(self, scope: Scope, receive: Receive) -> Reply:
+        """Every version with its dimension, parent, method and state."""
+        store = self.store
+        return Reply.json(200, {"latest": store.latest, "versions": store.describe()})
+
+    async def embeddings(self, scope: Scope, receive: Receive) -> Reply:
+        """Vectors of stored nodes in any version."""
+        check_content_type(_header(scope, b"content-type"))
+        body = await self._read_body(scope, receive)
+        query = parse_query(body, self.encodings)
+        if len(query.ids) > self.limits.max_ids:
+            raise HTTPProblem(
+                413,
+                f"too many ids: {len(query.ids)} > {self.limits.max_ids} per request; "
+                "split the request",
+            )
+        store = self.store  # one snapshot for the whole request
+        dim = store.dim(query.version)
+        encoding = ENCODINGS[query.encoding]
+        if len(query.ids) * dim * 4 <= self.limits.chunk_bytes:
+            vectors = store.get(query.ids, version=query.version, kind=query.kind)
+            answer = self._answer(store, query, dim)
+            _check_finite(vectors, answer)
+            body = encoding.head(answer) + encoding.block(vectors, True) + encoding.tail(answer)
+            headers = encoding.headers(answer)
+            return Reply(200, body, encoding.content_type, headers)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, lambda: store.rows(query.ids, kind=query.kind))
+        answer = self._answer(store, query, dim)
+        return Reply(
+            200,
+            content_type=encoding.content_type,
+            headers=encoding.headers(answer),
+            stream=self._blocks(store, query, answer, encoding),
+            length=encoding.length(answer),
+        )
+
+    # ------------------------------------------------------------------ helpers
+
+    def _answer(self, store: EmbeddingStore, query: EmbeddingsQuery, dim: int) -> Answer:
+        version = store.latest if query.version is None else query.version
+        return Answer(version, store.latest, query.kind, query.ids, dim)
+
+    async def _blocks(
+        self, store: EmbeddingStore, query: EmbeddingsQuery, answer: Answer, encoding: Encoding
+    ) -> AsyncIterator[bytes]:
+        """Head, row blocks computed in a worker thread one at a time, tail."""
+        step = max(1, self.limits.chunk_bytes // (4 * max(answer.dim, 1)))
+        step = max(encoding.row_multiple, step - step % encoding.row_multiple)
+        loop = asyncio.get_running_loop()
+
+        def block(start: int) -> bytes:
+            ids = query.ids[start : start + step]
+            vectors = store.get(ids, version=query.version, kind=query.kind)
+            _check_finite(vectors, answer)
+            return encoding.block(vectors, start == 0)
+
+        head = encoding.head(answer)
+        if head:
+            yield head
+        for start in range(0, answer.rows, step):
+            yield await loop.run_in_executor(None, block, start)
+        tail = encoding.tail(answer)
+        if tail:
+            yield tail
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        """The request body, at most ``max_body_bytes``, each piece within ``body_timeout``."""
+        limit = self.limits.max_body_bytes
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise HTTPProblem(413, f"request body larger than {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            try:
+                async with asyncio.timeout(self.limits.body_timeout):
+                    message = await receive()
+            except TimeoutError:
+                raise HTTPProblem(
+                    408, f"request body not received within {self.limits.body_timeout:g} s"
+                ) from None
+            if message["type"] != "http.request":
+                raise HTTPProblem(400, "the client went away before sending its body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise HTTPProblem(413, f"request body larger than {limit} bytes")
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def _check_finite(vectors: np.ndarray, answer: Answer) -> None:
+    if not np.isfinite(vectors).all():  # JSON has no NaN; the store never should either
+        logger.error("non-finite values in version %d of the store", answer.version)
+        raise HTTPProblem(503, f"the store holds non-finite values in version {answer.version}")
 
 
 def create_app(
@@ -187,83 +348,40 @@ def create_app(
     max_ids: int = DEFAULT_MAX_IDS,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     verify: bool = True,
-    refresh_seconds: float = 1.0,
-) -> FastAPI:
+    refresh_seconds: float = 0.25,
+    limits: ServiceLimits | None = None,
+    docs: bool = False,
+) -> EmbeddingService:
     """Build the HTTP app of a store (the store is opened now, so errors surface early).
 
     Args:
         store_dir: The store directory.
         max_ids: Most ids per request (more -> 413). Default 10,000.
         max_body_bytes: Largest request body (larger -> 413). Default 4 MiB.
-        verify: Check the store's checksums when opening it (and after each publish).
-        refresh_seconds: How often to look for a new publish; negative to never.
+        verify: Check the store's checksums when opening it (and each new publish).
+        refresh_seconds: How often the background watcher looks for a new publish; negative
+            to never. The watcher runs while the app runs (ASGI lifespan).
+        limits: All request limits (overrides ``max_ids`` and ``max_body_bytes``).
+        docs: Serve ``/docs``, ``/redoc`` and ``/openapi.json`` (needs FastAPI).
 
     Returns:
-        The FastAPI app.
+        The ASGI app.
 
     Example:
         >>> import uvicorn
         >>> uvicorn.run(create_app("store"), host="127.0.0.1", port=8000)
     """
-    if max_ids < 1 or max_body_bytes < 1:
-        raise ValueError(
-            f"max_ids and max_body_bytes must be positive, got {max_ids}, {max_body_bytes}"
-        )
-    holder = _StoreHolder(Path(store_dir), verify=verify, refresh_seconds=refresh_seconds)
-    app = FastAPI(
-        title="bcemb embedding store",
-        description="Backward compatible embeddings of any version, computed on the fly from the latest.",
-    )
-    app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
-    app.state.holder = holder
-
-    @app.get("/health")
-    def health() -> dict[str, Any]:
-        store = holder.current()
-        return {"status": "ok", "latest": store.latest, "manifest": store.manifest.name}
-
-    @app.get("/versions")
-    def versions() -> dict[str, Any]:
-        store = holder.current()
-        return {"latest": store.latest, "versions": store.describe()}
-
-    @app.post("/embeddings", response_model=None)
-    def embeddings(request: EmbeddingsRequest) -> Response:
-        if len(request.ids) > max_ids:
-            return JSONResponse(
-                {
-                    "detail": f"too many ids: {len(request.ids)} > {max_ids} per request; split the request"
-                },
-                status_code=413,
+    if limits is None:
+        if max_ids < 1 or max_body_bytes < 1:
+            raise ValueError(
+                f"max_ids and max_body_bytes must be positive, got {max_ids}, {max_body_bytes}"
             )
-        store = holder.current()  # one snapshot for the whole request
-        try:
-            vectors = store.get(request.ids, version=request.version, kind=request.kind)
-        except UnknownVersionError as err:
-            return JSONResponse({"detail": str(err), "versions": err.available}, status_code=404)
-        except UnknownIdsError as err:
-            return JSONResponse(
-                {"detail": str(err), "unknown_ids": err.missing[:100]}, status_code=404
-            )
-        version = store.latest if request.version is None else request.version
-        head = {
-            "version": version,
-            "latest": store.latest,
-            "kind": request.kind,
-            "dim": int(vectors.shape[1]),
-            "ids": [str(i) for i in request.ids],
-        }
-        if not np.isfinite(vectors).all():  # JSON has no NaN; the store never should either
-            logger.error("non-finite values in version %d for %d ids", version, len(request.ids))
-            return JSONResponse(
-                {"detail": f"non-finite values in the version-{version} vectors"}, status_code=500
-            )
-        text = json.dumps(head, separators=(",", ":"))[:-1]
-        if request.encoding == "base64":
-            raw = base64.b64encode(np.ascontiguousarray(vectors, dtype="<f4").tobytes()).decode()
-            text += f',"dtype":"<f4","shape":[{vectors.shape[0]},{vectors.shape[1]}],"vectors_base64":"{raw}"}}'
-        else:
-            text += f',"vectors":{json_matrix(vectors)}}}'
-        return Response(text, media_type="application/json")
+        limits = ServiceLimits(max_ids=max_ids, max_body_bytes=max_body_bytes)
+    limits.check()
+    watcher = StoreWatcher(Path(store_dir), verify=verify, interval=refresh_seconds)
+    docs_app = None
+    if docs:
+        from bcemb.serve.docs import docs_app as make_docs
 
-    return app
+        docs_app = make_docs(tuple(ENCODINGS))
+    return EmbeddingService(watcher, limits, docs_app)

@@ -409,7 +409,13 @@ class EmbeddingStore:
         """
         _check_kind(kind)
         keys = _as_keys(ids)
-        rows = self._index[kind].get_indexer(keys) if keys else np.zeros(0, dtype=np.int64)
+        # An object Index, not a list: pandas would convert a list of strings to Arrow, which
+        # raises UnicodeEncodeError on a lone surrogate instead of finding no such id.
+        rows = (
+            self._index[kind].get_indexer(pd.Index(keys, dtype=object))
+            if keys
+            else np.zeros(0, dtype=np.int64)
+        )
         if (rows < 0).any():
             missing = list(dict.fromkeys(k for k, r in zip(keys, rows, strict=True) if r < 0))
             raise UnknownIdsError(kind, missing, len(keys))

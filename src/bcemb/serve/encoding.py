@@ -1,0 +1,174 @@
+"""Response encodings of ``POST /embeddings``, in a registry: ``json``, ``base64`` and ``binary``.
+
+An answer is a head, the vectors in row blocks, and a tail, so that a large answer can be
+computed and sent block by block (bounded memory) and a small one in one piece.
+
+- ``json``: ``{"version", "latest", "kind", "dim", "ids", "vectors": [[...], ...]}`` with the
+  shortest float32 digits (orjson formats them in Rust; parsing them as float64 and rounding
+  to float32 gives back the exact values).
+- ``base64``: the same fields with ``"dtype": "<f4"``, ``"shape": [N, D]`` and
+  ``"vectors_base64"``: the little-endian float32 matrix in base64.
+- ``binary``: the raw little-endian float32 matrix (``application/octet-stream``, row-major,
+  the rows in the order of the requested ids), described by headers ``x-bcemb-shape: N,D``,
+  ``x-bcemb-dtype: <f4``, ``x-bcemb-version``, ``x-bcemb-latest`` and ``x-bcemb-kind``.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+
+__all__ = ["ENCODINGS", "Answer", "Encoding", "json_matrix"]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What an answer says besides the vectors.
+
+    Attributes:
+        version: The version of the vectors.
+        latest: The store's latest version.
+        kind: ``"user"`` or ``"item"``.
+        ids: The requested ids (strings), in row order.
+        dim: ``D_version``.
+    """
+
+    version: int
+    latest: int
+    kind: str
+    ids: list[str]
+    dim: int
+
+    @property
+    def rows(self) -> int:
+        """``N``."""
+        return len(self.ids)
+
+    def fields(self) -> bytes:
+        """The common JSON fields, without the closing brace."""
+        head = orjson.dumps(
+            {"version": self.version, "latest": self.latest, "kind": self.kind, "dim": self.dim}
+        )
+        return head[:-1] + b',"ids":' + orjson.dumps(self.ids)
+
+
+def json_matrix(vectors: np.ndarray) -> str:
+    """A float32 matrix as a JSON array of arrays, with the shortest float32 digits.
+
+    Shapes:
+        vectors: ``[N, D]``, finite.
+    """
+    return _json_rows(vectors).decode()
+
+
+def _json_rows(vectors: np.ndarray) -> bytes:
+    z = np.ascontiguousarray(vectors, dtype=np.float32)
+    if z.shape[1] == 0:  # orjson writes [] for an [N, 0] array
+        return b"[" + b",".join([b"[]"] * z.shape[0]) + b"]"
+    return orjson.dumps(z, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _f32(vectors: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vectors, dtype="<f4").tobytes()
+
+
+class Encoding:
+    """One response encoding.
+
+    Attributes:
+        content_type: The answer's media type.
+        row_multiple: Blocks of rows must hold a multiple of this many rows (3 for base64,
+            so that the blocks' base64 texts join into the whole one's).
+    """
+
+    content_type = b"application/json"
+    row_multiple = 1
+
+    def head(self, answer: Answer) -> bytes:
+        """Bytes before the first block."""
+        raise NotImplementedError
+
+    def block(self, vectors: np.ndarray, first: bool) -> bytes:
+        """One block of rows (``first``: the first block of the answer)."""
+        raise NotImplementedError
+
+    def tail(self, answer: Answer) -> bytes:
+        """Bytes after the last block."""
+        raise NotImplementedError
+
+    def headers(self, answer: Answer) -> list[tuple[bytes, bytes]]:
+        """Extra response headers."""
+        return []
+
+    def length(self, answer: Answer) -> int | None:
+        """The answer's size when known before encoding (else the answer is chunked)."""
+        return None
+
+
+class JsonEncoding(Encoding):
+    """Nested JSON lists."""
+
+    def head(self, answer: Answer) -> bytes:  # noqa: D102
+        return answer.fields() + b',"vectors":['
+
+    def block(self, vectors: np.ndarray, first: bool) -> bytes:  # noqa: D102
+        if len(vectors) == 0:
+            return b""
+        rows = _json_rows(vectors)[1:-1]
+        return rows if first else b"," + rows
+
+    def tail(self, answer: Answer) -> bytes:  # noqa: D102
+        return b"]}"
+
+
+class Base64Encoding(Encoding):
+    """Little-endian float32 bytes in base64, inside JSON."""
+
+    row_multiple = 3
+
+    def head(self, answer: Answer) -> bytes:  # noqa: D102
+        shape = f',"dtype":"<f4","shape":[{answer.rows},{answer.dim}],"vectors_base64":"'
+        return answer.fields() + shape.encode()
+
+    def block(self, vectors: np.ndarray, first: bool) -> bytes:  # noqa: D102
+        return base64.b64encode(_f32(vectors))
+
+    def tail(self, answer: Answer) -> bytes:  # noqa: D102
+        return b'"}'
+
+
+class BinaryEncoding(Encoding):
+    """Raw little-endian float32, shape and version in headers."""
+
+    content_type = b"application/octet-stream"
+
+    def head(self, answer: Answer) -> bytes:  # noqa: D102
+        return b""
+
+    def block(self, vectors: np.ndarray, first: bool) -> bytes:  # noqa: D102
+        return _f32(vectors)
+
+    def tail(self, answer: Answer) -> bytes:  # noqa: D102
+        return b""
+
+    def headers(self, answer: Answer) -> list[tuple[bytes, bytes]]:  # noqa: D102
+        return [
+            (b"x-bcemb-shape", f"{answer.rows},{answer.dim}".encode()),
+            (b"x-bcemb-dtype", b"<f4"),
+            (b"x-bcemb-version", str(answer.version).encode()),
+            (b"x-bcemb-latest", str(answer.latest).encode()),
+            (b"x-bcemb-kind", answer.kind.encode()),
+        ]
+
+    def length(self, answer: Answer) -> int | None:  # noqa: D102
+        return answer.rows * answer.dim * 4
+
+
+ENCODINGS: dict[str, Encoding] = {
+    "json": JsonEncoding(),
+    "base64": Base64Encoding(),
+    "binary": BinaryEncoding(),
+}

@@ -1,0 +1,85 @@
+"""Hot reload: a background thread opens each newly published store state and swaps it in.
+
+Requests only read :attr:`StoreWatcher.store` (one attribute read, atomic in Python), so no
+request pays for a reload: the old snapshot is served until the new one is open and
+verified. A state that cannot be opened (unreadable files, a bad checksum) leaves the old
+snapshot in service and is reported by :attr:`StoreWatcher.error` (``/health`` says
+"degraded"); the watcher retries with a growing delay.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+from bcemb.serve.errors import clip
+from bcemb.store import EmbeddingStore
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["StoreWatcher"]
+
+_MAX_RETRY_DELAY = 30.0
+
+
+class StoreWatcher:
+    """The store snapshot being served, and the thread that swaps in new ones.
+
+    Args:
+        root: The store directory (opened now, so that errors surface early).
+        verify: Check checksums when opening each state.
+        interval: Seconds between looks at the store pointer; negative: never reload.
+    """
+
+    def __init__(self, root: str | Path, *, verify: bool = True, interval: float = 0.25) -> None:
+        self.store = EmbeddingStore(root, verify=verify)
+        self.interval = interval
+        self.error: str | None = None
+        self.failed_since: float | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def poll(self) -> bool:
+        """Look once for a new store state and swap it in. Returns whether it swapped."""
+        try:
+            if not self.store.is_stale():
+                return False
+            fresh = self.store.reload()
+        except Exception as err:  # noqa: BLE001 - any failure keeps the old snapshot in service
+            if self.failed_since is None:
+                self.failed_since = time.time()
+            self.error = clip(f"{type(err).__name__}: {err}", 500)
+            logger.error(
+                "cannot open the new state of %s (still serving %s): %s",
+                self.store.root,
+                self.store.manifest.name,
+                self.error,
+            )
+            return False
+        self.store, self.error, self.failed_since = fresh, None, None
+        logger.info("now serving %s (latest version %d)", fresh.manifest.name, fresh.latest)
+        return True
+
+    def start(self) -> None:
+        """Start the background thread (no-op when reloading is off or it runs)."""
+        if self.interval < 0 or (self._thread is not None and self._thread.is_alive()):
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="bcemb-store-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the background thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _run(self) -> None:
+        delay = self.interval
+        while not self._stop.wait(delay):
+            ok = self.poll() or self.error is None
+            # After a failure, retry less and less often (opening may verify large files).
+            delay = self.interval if ok else min(max(delay * 2, self.interval), _MAX_RETRY_DELAY)
