@@ -151,3 +151,161 @@ def test_json_matrix_round_trips_float32_exactly() -> None:
     np.testing.assert_array_equal(back, v)
     assert json.loads(json_matrix(np.zeros((0, 4), np.float32))) == []
     assert json.loads(json_matrix(np.ones((1, 1), np.float32))) == [[1]]
+
+
+# -- issue 12: binary encoding, streamed answers ---------------------------------------------
+
+
+def test_binary_encoding_is_raw_float32_with_shape_headers(
+    client: TestClient, store_dir: Path
+) -> None:
+    store = EmbeddingStore(store_dir)
+    ids = [str(i) for i in store.ids("item")[:5]]
+    r = client.post("/embeddings", json={"ids": ids, "version": 0, "kind": "item", "encoding": "binary"})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/octet-stream"
+    assert r.headers["x-bcemb-shape"] == "5,8" and r.headers["x-bcemb-dtype"] == "<f4"
+    assert r.headers["x-bcemb-version"] == "0" and r.headers["x-bcemb-latest"] == "2"
+    got = np.frombuffer(r.content, dtype="<f4").reshape(5, 8)
+    np.testing.assert_array_equal(got, store.get(ids, version=0, kind="item"))
+
+
+@pytest.mark.parametrize("encoding", ["json", "base64", "binary"])
+def test_large_answers_are_streamed_in_blocks_and_exact(store_dir: Path, encoding: str) -> None:
+    from bcemb.serve.settings import ServiceLimits
+
+    # 40-byte blocks: 2 rows of 16 floats per block (base64: 3), so 100 ids make many blocks
+    app = create_app(store_dir, limits=ServiceLimits(chunk_bytes=40 * 4))
+    client = TestClient(app)
+    store = EmbeddingStore(store_dir)
+    rng = np.random.default_rng(0)
+    ids = [str(i) for i in rng.choice(store.ids("user"), size=100)]
+    for version in (1, 2):
+        want = store.get(ids, version=version)
+        r = client.post("/embeddings", json={"ids": ids, "version": version, "encoding": encoding})
+        assert r.status_code == 200
+        if encoding == "binary":
+            got = np.frombuffer(r.content, dtype="<f4").reshape(want.shape)
+        elif encoding == "base64":
+            body = r.json()
+            raw = base64.b64decode(body["vectors_base64"])
+            got = np.frombuffer(raw, dtype="<f4").reshape(body["shape"])
+            assert body["ids"] == ids
+        else:
+            body = r.json()
+            got = np.array(body["vectors"], dtype=np.float32)
+            assert body["ids"] == ids and body["dim"] == want.shape[1]
+        np.testing.assert_array_equal(got, np.asarray(want))
+    r = client.post("/embeddings", json={"ids": ids[:50] + ["ghost"], "encoding": encoding})
+    assert r.status_code == 404 and "ghost" in r.json()["detail"]  # checked before streaming
+
+
+def test_empty_request_gives_empty_answers(client: TestClient) -> None:
+    assert client.post("/embeddings", json={"ids": []}).json()["vectors"] == []
+    r = client.post("/embeddings", json={"ids": [], "encoding": "binary"})
+    assert r.status_code == 200 and r.content == b"" and r.headers["x-bcemb-shape"] == "0,16"
+
+
+# -- issue 13 point 4: no 500s -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        (b'{"ids": ["\\ud800"]}', "surrogate"),
+        (b'{"ids": ["a"], "kind": "\\udfff"}', "surrogate"),
+        (b'{"ids": ["a"], "encoding": "\\ud83d"}', "surrogate"),
+        (b'{"ids": ["a"], "\\ud800": 1}', "surrogate"),
+        (b'{"ids": ["\xed\xa0\x80"]}', "utf-8"),
+        (b'{"ids": [NaN]}', "json"),
+        (b'{"ids": ["a"], "version": NaN}', "json"),
+        (b'{"ids": ["a"], "version": Infinity}', "json"),
+        (b'{"ids": ["a"], "version": -Infinity}', "json"),
+        (b'{"ids": [1e400]}', "infinity"),
+        (b'{"ids": ["a"], "version": 1e400}', "infinity"),
+        (b'{"ids": ["a"], "version": 2.0}', "version"),
+        (b'{"ids": ["a"], "version": true}', "version"),
+        (b'{"ids": [true]}', "ids"),
+        (b'{"ids": [["a"]]}', "ids"),
+        (b'{"ids": ["a"], "kind": ["user"]}', "kind"),
+        (b'{"ids": ["a"], "kind": {"a": 1}}', "kind"),
+        (b"\xff\xfe\x00{", "utf-8"),
+        (b"", "json"),
+        (b"null", "object"),
+    ],
+)
+def test_hostile_bodies_are_4xx_naming_the_problem(
+    client: TestClient, raw: bytes, needle: str
+) -> None:
+    for headers in ({"content-type": "application/json"}, {}):
+        r = client.post("/embeddings", content=raw, headers=headers)
+        assert r.status_code == 422, (raw, r.status_code, r.text)
+        assert needle.lower() in r.json()["detail"].lower()
+
+
+def test_non_json_content_types_are_415(client: TestClient) -> None:
+    for media in ("text/plain", "application/x-www-form-urlencoded", b"\xff"):
+        r = client.post(
+            "/embeddings", content=b"\xff\xfe not utf-8", headers={"content-type": media}
+        )
+        assert r.status_code == 415 and "application/json" in r.json()["detail"]
+    r = client.post("/embeddings", json={"ids": []}, headers={"content-type": "application/json; charset=utf-8"})
+    assert r.status_code == 200
+
+
+def test_huge_ints_and_versions_are_4xx(client: TestClient) -> None:
+    r = client.post("/embeddings", content=b'{"ids": [99999999999999999999999999]}')
+    assert r.status_code == 422
+    r = client.post("/embeddings", json={"ids": ["a"], "version": 2**63})
+    assert r.status_code == 404 and "unknown version" in r.json()["detail"]
+    r = client.post("/embeddings", json={"ids": ["a"], "version": -1})
+    assert r.status_code == 404
+
+
+# -- issue 13 point 8: no echo of huge ids, docs off by default --------------------------------
+
+
+def test_unknown_id_404_does_not_echo_a_huge_id(store_dir: Path) -> None:
+    client = TestClient(create_app(store_dir, max_body_bytes=8 << 20))
+    huge = "x" * (4 << 20)
+    r = client.post("/embeddings", json={"ids": [huge, "ghost"]})
+    assert r.status_code == 404 and len(r.content) < 2000
+    assert r.json()["unknown_ids"][1] == "ghost"
+    assert r.json()["unknown_ids"][0].endswith(f"...({4 << 20} characters)")
+    r = client.post("/embeddings", json={"ids": ["a"], "kind": huge})
+    assert r.status_code == 422 and len(r.content) < 2000
+
+
+def test_docs_are_off_by_default_and_opt_in(store_dir: Path) -> None:
+    client = TestClient(create_app(store_dir))
+    for path in ("/docs", "/redoc", "/openapi.json"):
+        assert client.get(path).status_code == 404
+    with_docs = TestClient(create_app(store_dir, docs=True))
+    schema = with_docs.get("/openapi.json").json()
+    assert "/embeddings" in schema["paths"]
+    assert with_docs.get("/docs").status_code == 200
+    assert with_docs.post("/embeddings", json={"ids": []}).status_code == 200  # not FastAPI's
+
+
+def test_unknown_routes_and_methods(client: TestClient) -> None:
+    assert client.get("/nothing").status_code == 404
+    r = client.get("/embeddings")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+
+
+# -- store errors ------------------------------------------------------------------------------
+
+
+def test_store_unavailable_is_503_naming_the_file(
+    client: TestClient, store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bcemb.store.errors import StoreUnavailableError
+
+    def changed(*args: object, **kwargs: object) -> None:
+        raise StoreUnavailableError(
+            "versions/2/user_emb.npy changed since it was opened", path="versions/2/user_emb.npy"
+        )
+
+    monkeypatch.setattr(EmbeddingStore, "get", changed)
+    r = client.post("/embeddings", json={"ids": ["1"]})
+    assert r.status_code == 503 and "user_emb.npy" in r.json()["detail"]
+    assert r.json()["file"] == "versions/2/user_emb.npy"

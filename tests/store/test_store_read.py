@@ -88,6 +88,16 @@ def read_export(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     return (table.column("kind").to_pylist(), table.column("id").to_pylist(), table_vectors(table))
 
 
+def test_issue13_lone_surrogate_id_is_an_unknown_id(store: EmbeddingStore) -> None:
+    # pandas turned a list of strings into Arrow, which raised UnicodeEncodeError
+    with pytest.raises(UnknownIdsError, match="unknown user ids"):
+        store.get(["\ud800"], version=0)
+    known = str(store.ids("user")[0])
+    with pytest.raises(UnknownIdsError) as err:
+        store.get([known, "a\udfffb"], version=0)
+    assert err.value.missing == ["a\udfffb"]
+
+
 @pytest.mark.parametrize("version", [0, 1, 2])
 def test_export_round_trips_get(store: EmbeddingStore, tmp_path: Path, version: int) -> None:
     result = store.export(tmp_path / "out", version=version)

@@ -14,24 +14,23 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 __all__ = ["docs_app"]
 
 
-def docs_app(encodings: tuple[str, ...]) -> FastAPI:
+class EmbeddingsRequest(BaseModel):
+    """Body of ``POST /embeddings`` (for the schema; the app checks bodies itself)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[StrictStr | StrictInt] = Field(description="Original node ids.")
+    version: StrictInt | None = Field(default=None, description="Target version; null for the latest.")
+    kind: Literal["user", "item"] = "user"
+    encoding: Literal["json", "base64", "binary"] = Field(
+        default="json",
+        description="json: nested lists; base64: little-endian float32 in base64; binary: "
+        "raw float32 (application/octet-stream) with x-bcemb-shape/-dtype/-version headers.",
+    )
+
+
+def docs_app() -> FastAPI:
     """A FastAPI app serving the API's documentation pages and schema."""
-    Encoding = Literal[encodings]  # type: ignore[valid-type]
-
-    class EmbeddingsRequest(BaseModel):
-        """Body of ``POST /embeddings``."""
-
-        model_config = ConfigDict(extra="forbid")
-
-        ids: list[StrictStr | StrictInt] = Field(description="Original node ids.")
-        version: StrictInt | None = Field(default=None, description="Target version; null for the latest.")
-        kind: Literal["user", "item"] = "user"
-        encoding: Encoding = Field(  # type: ignore[valid-type]
-            default="json",
-            description="json: nested lists; base64: little-endian float32 in base64; binary: "
-            "raw float32 (application/octet-stream) with x-bcemb-shape/-dtype/-version headers.",
-        )
-
     app = FastAPI(
         title="bcemb embedding store",
         description="Backward compatible embeddings of any version, computed on the fly from the latest.",
