@@ -171,7 +171,7 @@ def test_binary_encoding_is_raw_float32_with_shape_headers(
 
 @pytest.mark.parametrize("encoding", ["json", "base64", "binary"])
 def test_large_answers_are_streamed_in_blocks_and_exact(store_dir: Path, encoding: str) -> None:
-    from bcemb.serve.settings import ServiceLimits
+    from bcemb.serve.limits import ServiceLimits
 
     # 40-byte blocks: 2 rows of 16 floats per block (base64: 3), so 100 ids make many blocks
     app = create_app(store_dir, limits=ServiceLimits(chunk_bytes=40 * 4))
