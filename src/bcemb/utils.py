@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,7 +18,20 @@ from tqdm.auto import tqdm
 
 T = TypeVar("T")
 
-__all__ = ["fsync_file", "fsync_dir", "progress", "resolve_device", "atomic_write_bytes", "write_json", "read_json", "environment"]
+__all__ = [
+    "atomic_write_bytes",
+    "current_umask",
+    "environment",
+    "fsync_dir",
+    "fsync_file",
+    "new_file_mode",
+    "progress",
+    "read_json",
+    "resolve_device",
+    "write_json",
+]
+
+_UMASK_LOCK = threading.Lock()
 
 
 def progress(iterable: Iterable[T], *, desc: str = "", show: bool | None = None, **kwargs: Any) -> tqdm:
@@ -60,12 +74,42 @@ def fsync_dir(path: str | Path) -> None:
         os.close(fd)
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS allows (Linux ``/proc``).
+
+    ``os.umask`` can only be read by setting it; doing that briefly would let another thread
+    create files with the wrong mode, so it is the fallback, under a lock.
+    """
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def new_file_mode() -> int:
+    """The mode ``open()`` gives a new file: ``0o666`` less the umask (``0o644`` under 022)."""
+    return 0o666 & ~current_umask()
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, flush, fsync, then rename."""
+    """Write ``data`` to a temporary file beside ``path``, flush, fsync, then rename.
+
+    The file gets the mode a plain ``open()`` would give it (``0o666`` less the umask):
+    ``mkstemp`` creates it 0600, which would lock out the other users a store, a report or
+    a figure is shared with.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -270,10 +270,10 @@ def check(
     as_json: JsonOpt = False,
 ) -> None:
     """Verify every stored file and report the chain's alignment error on each version's probes."""
-    from bcemb.store.store import EmbeddingStore
+    from bcemb.store.store import check_store
 
     with _errors():
-        report = EmbeddingStore(store, verify=False).check()
+        report = check_store(store)  # checksums first; reports every bad file, never crashes
     too_high = [
         v.version
         for v in report.versions
@@ -371,7 +371,7 @@ def retire(
 
 @app.command()
 def gc(store: StoreOpt) -> None:
-    """Delete files that interrupted publishes left behind."""
+    """Delete files that interrupted publishes left behind (restores a missing CURRENT first)."""
     from bcemb.store.publish import collect_garbage
 
     with _errors():

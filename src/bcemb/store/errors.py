@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "IntegrityError",
+    "MissingPointerError",
     "PublishError",
     "StoreError",
     "StoreFormatError",
@@ -29,6 +30,14 @@ class IntegrityError(StoreError):
     def __init__(self, path: object, message: str) -> None:
         super().__init__(f"{path}: {message}")
         self.path = str(path)
+
+
+class MissingPointerError(IntegrityError):
+    """The store holds manifests but no ``CURRENT`` pointer: not empty, and not readable as is.
+
+    Changes of the store (publish, retire, gc) restore the pointer from the newest intact
+    manifest; readers refuse until then.
+    """
 
 
 class StoreFormatError(StoreError):

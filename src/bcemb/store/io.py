@@ -18,23 +18,29 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import mmap
 import os
 import shutil
+import stat
 import tempfile
-from pathlib import Path
+import threading
+import weakref
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bcemb.store.errors import IntegrityError
-from bcemb.utils import fsync_dir, fsync_file  # re-exported for the store modules
+from bcemb.store.errors import IntegrityError, StoreUnavailableError
+from bcemb.utils import fsync_dir, fsync_file, new_file_mode  # re-exported for the store modules
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "KINDS",
+    "ServedArray",
     "atomic_write_bytes",
+    "check_relpath",
     "copy_file",
     "embedding_schema",
     "embedding_table",
@@ -43,6 +49,7 @@ __all__ = [
     "fsync_file",
     "open_npy",
     "read_table",
+    "resolve_in",
     "sha256_file",
     "table_vectors",
     "verify_file",
@@ -65,19 +72,82 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def verify_file(root: Path, rel: str, sha256: str) -> Path:
-    """Check ``root/rel`` against its recorded sha256.
+def check_relpath(rel: object) -> str:
+    """``rel`` if it is a plain relative POSIX path that stays below the folder it is joined to.
+
+    Manifests are data: a crafted one must not make the store read, serve or delete a file
+    outside it. Refused: non-strings, empty paths, absolute paths, ``.`` and ``..``
+    components, backslashes and NUL characters.
 
     Raises:
-        IntegrityError: The file is missing or its content changed; the error names it.
+        ValueError: The path is not such a path (the message says why).
     """
+    if not isinstance(rel, str) or not rel:
+        raise ValueError(f"path {rel!r} is not a non-empty string")
+    if "\\" in rel or "\0" in rel:
+        raise ValueError(f"path {rel!r} holds a backslash or a NUL character")
+    if rel.startswith("/"):
+        raise ValueError(f"path {rel!r} is absolute")
+    parts = rel.split("/")
+    if any(p in ("", ".", "..") for p in parts) or PurePosixPath(rel).is_absolute():
+        raise ValueError(f"path {rel!r} is not a plain relative path (empty, '.' or '..' parts)")
+    return rel
+
+
+def _inside(base: str, path: str) -> bool:
+    return path == base or path.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def resolve_in(root: Path, rel: str, *, parent_only: bool = False) -> Path:
+    """``root/rel`` after checking that it resolves inside ``root`` (symlinks followed).
+
+    Args:
+        root: The store root.
+        rel: A path relative to it (checked with :func:`check_relpath`).
+        parent_only: Resolve only the parent folder: for deleting ``rel`` itself, which
+            removes a symlink, never its target.
+
+    Raises:
+        IntegrityError: The path leaves the store (names it).
+    """
+    try:
+        check_relpath(rel)
+    except ValueError as err:
+        raise IntegrityError(root / str(rel), f"refusing a path outside the store: {err}") from None
     path = root / rel
+    base = os.path.realpath(root)
+    target = os.path.realpath(path.parent if parent_only else path)
+    if not _inside(base, target):
+        raise IntegrityError(
+            path, f"refusing a path outside the store: it resolves to {target} (a symlink out?)"
+        )
+    return path
+
+
+def verify_file(root: Path, rel: str, sha256: str) -> Path:
+    """Check ``root/rel`` against its recorded sha256 (and that it stays inside ``root``).
+
+    Raises:
+        IntegrityError: The file is missing, not a regular file inside the store, or its
+            content changed; the error names it.
+    """
+    path = resolve_in(root, rel)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise IntegrityError(path, "missing file") from None
+    except OSError as err:
+        raise IntegrityError(path, f"cannot read the file: {err}") from None
+    if stat.S_ISDIR(mode):
+        raise IntegrityError(path, "expected a file, found a directory")
+    if not stat.S_ISREG(mode):  # a FIFO or a device would block or never end
+        raise IntegrityError(path, "not a regular file")
     try:
         actual = sha256_file(path)
     except FileNotFoundError:
         raise IntegrityError(path, "missing file") from None
-    except IsADirectoryError:
-        raise IntegrityError(path, "expected a file, found a directory") from None
+    except OSError as err:
+        raise IntegrityError(path, f"cannot read the file: {err}") from None
     if actual != sha256:
         raise IntegrityError(path, "checksum mismatch: the file is corrupt or was modified")
     return path
@@ -96,6 +166,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, new_file_mode())  # mkstemp makes 0600; honour the umask like open()
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         fsync_file(tmp)
@@ -137,8 +208,128 @@ def open_npy(path: Path) -> np.ndarray:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise IntegrityError(path, "missing file") from None
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, EOFError) as err:  # EOFError: an empty file
         raise IntegrityError(path, f"not a readable .npy array: {err}") from err
+
+
+def _sha256_fd(fd: int) -> str:
+    h = hashlib.sha256()
+    with open(fd, "rb", closefd=False) as fh:
+        fh.seek(0)
+        while block := fh.read(_CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+class ServedArray:
+    """A stored ``.npy`` matrix memory-mapped for serving, that notices when its file changes.
+
+    The file is opened once; the checksum (when asked) is computed through that descriptor
+    and the same descriptor is mapped, so the bytes served are the bytes verified. Before
+    each read, :meth:`ensure_unchanged` compares the file's size and modification time
+    (``fstat`` of the open descriptor, about a microsecond) with those seen at opening: a
+    file truncated or rewritten in place is re-verified and, unless its content still
+    matches the checksum, refused with :class:`StoreUnavailableError` instead of a SIGBUS
+    or wrong vectors. A path replaced or removed (a publish deleting the old latest's files)
+    does not affect the mapped file, which stays the verified one.
+
+    Remaining window: a truncation between the check and the copy of the rows (microseconds)
+    can still raise SIGBUS; in-place writers of store files are outside the store protocol.
+
+    Args:
+        path: The file (already checked to lie inside the store).
+        sha256: Its recorded checksum.
+        verify: Check the checksum now (otherwise only when the file changes).
+
+    Attributes:
+        array: The ``[N, D]`` float32 matrix (read-only, zero-copy).
+        path: The file.
+    """
+
+    def __init__(self, path: Path, sha256: str, *, verify: bool = True) -> None:
+        self.path = Path(path)
+        self._sha256 = sha256
+        self._lock = threading.Lock()
+        self._refused: tuple[int, int] | None = None
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            raise IntegrityError(path, "missing file") from None
+        except OSError as err:
+            raise IntegrityError(path, f"cannot open the file: {err.strerror}") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise IntegrityError(path, "not a regular file")
+            if verify and _sha256_fd(fd) != sha256:
+                raise IntegrityError(path, "checksum mismatch: the file is corrupt or was modified")
+            self.array = self._map(fd, st.st_size)
+            after = os.fstat(fd)
+            if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+                raise IntegrityError(path, "the file changed while it was being opened")
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self._signature = (st.st_size, st.st_mtime_ns)
+        self._finalizer = weakref.finalize(self, os.close, fd)
+
+    def _map(self, fd: int, size: int) -> np.ndarray:
+        path = self.path
+        try:
+            with open(fd, "rb", closefd=False) as fh:
+                fh.seek(0)  # the checksum read the file to its end
+                version = np.lib.format.read_magic(fh)
+                reader = {
+                    (1, 0): np.lib.format.read_array_header_1_0,
+                    (2, 0): np.lib.format.read_array_header_2_0,
+                }.get(version)
+                if reader is None:
+                    raise ValueError(f"unsupported .npy format version {version}")
+                shape, fortran, dtype = reader(fh)
+                offset = fh.tell()
+        except (ValueError, EOFError, OSError, SyntaxError) as err:
+            raise IntegrityError(path, f"not a readable .npy array: {err}") from None
+        if dtype != np.dtype("<f4") or fortran or len(shape) != 2:
+            raise IntegrityError(
+                path, f"expected a C-ordered float32 matrix, got {dtype} {shape} (fortran={fortran})"
+            )
+        count = int(shape[0]) * int(shape[1])
+        if size != offset + 4 * count:
+            raise IntegrityError(
+                path, f"{size} bytes, but its header describes {offset + 4 * count} (truncated or extended)"
+            )
+        if count == 0:
+            return np.zeros(shape, np.float32)
+        mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        return np.frombuffer(mapped, dtype=np.float32, count=count, offset=offset).reshape(shape)
+
+    def ensure_unchanged(self) -> None:
+        """Raise :class:`StoreUnavailableError` if the file changed and no longer verifies."""
+        st = os.fstat(self._fd)
+        if (st.st_size, st.st_mtime_ns) != self._signature:
+            self._recheck()
+
+    def _recheck(self) -> None:
+        with self._lock:
+            st = os.fstat(self._fd)
+            now = (st.st_size, st.st_mtime_ns)
+            if now == self._signature:
+                return
+            if now != self._refused:
+                # Same size and the recorded checksum: touched, or rewritten identically.
+                if now[0] == self._signature[0] and _sha256_fd(self._fd) == self._sha256:
+                    logger.warning("%s was modified in place but still verifies; serving on", self.path)
+                    self._signature = now
+                    return
+                self._refused = now
+                logger.error("%s changed on disk since the store was opened; refusing to serve from it", self.path)
+        raise StoreUnavailableError(
+            f"{self.path}: changed on disk since the store was opened (now {now[0]} bytes, was "
+            f"{self._signature[0]}) and no longer matches its checksum; not serving from it: "
+            "restore the file or reopen the store",
+            path=self.path,
+        )
 
 
 def embedding_type(dim: int) -> pa.DataType:

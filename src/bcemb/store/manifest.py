@@ -13,12 +13,19 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bcemb.store.errors import IntegrityError, StoreError, StoreFormatError
-from bcemb.store.io import atomic_write_bytes, fsync_dir, sha256_file, write_bytes
+from bcemb.store.errors import IntegrityError, MissingPointerError, StoreError, StoreFormatError
+from bcemb.store.io import (
+    atomic_write_bytes,
+    check_relpath,
+    resolve_in,
+    sha256_file,
+    verify_file,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +36,7 @@ __all__ = [
     "Manifest",
     "VersionEntry",
     "load_manifest",
+    "newest_intact_manifest",
     "read_manifest",
     "read_pointer",
     "switch_pointer",
@@ -41,6 +49,9 @@ FORMAT_VERSION = 1
 #: The pointer file, switched last by every change of the store.
 POINTER = "CURRENT"
 MANIFESTS = "manifests"
+#: Every stored data file lives below this folder (manifests may name nothing else).
+VERSIONS = "versions"
+_MANIFEST_NAME = re.compile(r"^manifests/(\d{6,})\.json$")
 _FULL = ("model", "user_emb", "item_emb", "ids")  # what keep-latest drops from older versions
 
 
@@ -225,8 +236,9 @@ class Manifest:
                 previous=d.get("previous"),
                 format_version=fmt,
             )
-        except (KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise IntegrityError(path, f"malformed manifest: {err!r}") from err
+        _check_paths(m, path)
         if [v.version for v in m.versions] != list(range(len(m.versions))) or m.latest != len(
             m.versions
         ) - 1:
@@ -238,6 +250,33 @@ class Manifest:
                 if rel not in m.files:
                     raise IntegrityError(path, f"malformed manifest: {rel} has no checksum")
         return m
+
+
+def _check_paths(m: Manifest, path: Path | str) -> None:
+    """Every path a manifest names must be a plain relative path below ``versions/``.
+
+    A crafted manifest could otherwise make the store open ``/etc/passwd``, serve vectors
+    from ``../outside/*.npy`` or delete files outside the store (symlinks are checked where
+    the files are opened, see :func:`bcemb.store.io.resolve_in`).
+    """
+    named = [*m.files]
+    for v in m.versions:
+        if not isinstance(v.files, dict):
+            raise IntegrityError(path, f"malformed manifest: files of version {v.version} is not an object")
+        named += [*v.files.values(), *v.parts]
+    for rel in named:
+        try:
+            check_relpath(rel)
+        except ValueError as err:
+            raise IntegrityError(path, f"malformed manifest: {err}") from None
+        if not rel.startswith(VERSIONS + "/"):
+            raise IntegrityError(
+                path, f"malformed manifest: path {rel!r} is outside the store's {VERSIONS}/ folder"
+            )
+    if m.previous is not None and (
+        not isinstance(m.previous, str) or not _MANIFEST_NAME.match(m.previous)
+    ):
+        raise IntegrityError(path, f"malformed manifest: previous {m.previous!r} is not a manifest name")
 
 
 def _pointer_check(manifest: str, sha256: str) -> str:
@@ -256,6 +295,8 @@ def read_pointer(root: Path) -> tuple[str, str] | None:
         raw = path.read_bytes()
     except FileNotFoundError:
         return None
+    except OSError as err:  # for example another user's store written without read access
+        raise StoreError(f"{path}: cannot read the store pointer: {err.strerror}") from None
     try:
         d = json.loads(raw)
         fmt, manifest, sha, check = d["format_version"], d["manifest"], d["sha256"], d["check"]
@@ -273,16 +314,22 @@ def read_pointer(root: Path) -> tuple[str, str] | None:
         raise IntegrityError(
             path, "corrupt store pointer: its content does not match its own checksum"
         )
+    if not _MANIFEST_NAME.match(manifest):
+        raise IntegrityError(path, f"store pointer names {manifest!r}, not a manifests/<seq>.json file")
     return manifest, sha
 
 
 def read_manifest(root: Path, rel: str, sha256: str | None = None) -> Manifest:
     """Read the manifest at ``root/rel``, checking it against ``sha256`` when given."""
-    path = root / rel
+    if not _MANIFEST_NAME.match(rel):
+        raise IntegrityError(root / rel, "not a manifests/<seq>.json file")
+    path = resolve_in(root, rel)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise IntegrityError(path, "missing manifest") from None
+    except OSError as err:
+        raise IntegrityError(path, f"cannot read the manifest: {err}") from None
     if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
         raise IntegrityError(path, "checksum mismatch: the manifest is corrupt or was modified")
     try:
@@ -292,16 +339,64 @@ def read_manifest(root: Path, rel: str, sha256: str | None = None) -> Manifest:
     return Manifest.from_dict(d, path=path)
 
 
+def manifest_names(root: Path) -> list[str]:
+    """The manifests under ``root/manifests``, newest (highest sequence number) first."""
+    folder = root / MANIFESTS
+    if not folder.is_dir():
+        return []
+    found = [f"{MANIFESTS}/{p.name}" for p in folder.iterdir()]
+    named = [(int(m.group(1)), rel) for rel in found if (m := _MANIFEST_NAME.match(rel))]
+    return [rel for _, rel in sorted(named, reverse=True)]
+
+
 def load_manifest(root: Path) -> Manifest | None:
-    """The current manifest (following ``CURRENT``), or None for an empty store."""
+    """The current manifest (following ``CURRENT``), or None for an empty store.
+
+    Raises:
+        MissingPointerError: There are manifests but no ``CURRENT``: the store is not empty
+            (a deleted pointer, or a first publish interrupted just before its commit), so it
+            must not be treated as such; :func:`bcemb.store.collect_garbage` restores it.
+    """
     pointer = read_pointer(root)
     if pointer is None:
-        if (root / MANIFESTS).is_dir() and any((root / MANIFESTS).glob("*.json")):
-            logger.warning(
-                "%s has manifests but no %s: an interrupted first publish?", root, POINTER
+        names = manifest_names(root)
+        if names:
+            raise MissingPointerError(
+                root / POINTER,
+                f"missing store pointer, but the store holds {len(names)} manifest(s) (newest "
+                f"{names[0]}); it is not empty. `bcemb store gc` restores the pointer to the newest "
+                "manifest whose files are all intact",
             )
         return None
     return read_manifest(root, *pointer)
+
+
+def newest_intact_manifest(root: Path) -> tuple[Manifest, str, list[str]]:
+    """The newest manifest that parses and whose every file matches its checksum.
+
+    Used to restore a missing ``CURRENT``: that state was complete on disk (a manifest is only
+    written once all its files are), so pointing at it loses nothing.
+
+    Returns:
+        The manifest, its sha256, and why each newer manifest was passed over.
+
+    Raises:
+        StoreError: No manifest is intact (the reasons are listed).
+    """
+    skipped: list[str] = []
+    for rel in manifest_names(root):
+        try:
+            manifest = read_manifest(root, rel)
+            for f, entry in sorted(manifest.files.items()):
+                verify_file(root, f, entry.sha256)
+        except (IntegrityError, StoreFormatError) as err:
+            skipped.append(str(err))
+            continue
+        return manifest, sha256_file(root / rel), skipped
+    raise StoreError(
+        f"{root}: no {POINTER} and none of its manifests is intact, so the store's state cannot be "
+        "restored; nothing was changed or deleted. Problems: " + "; ".join(skipped or ["no manifests"])
+    )
 
 
 def write_manifest(root: Path, manifest: Manifest) -> str:
@@ -315,9 +410,10 @@ def write_manifest(root: Path, manifest: Manifest) -> str:
             raise StoreError(f"refusing to overwrite the current manifest {path}")
         path.unlink()
     data = (json.dumps(manifest.to_dict(), indent=1) + "\n").encode()
-    write_bytes(path, data)
-    fsync_dir(path.parent)
-    return sha256_file(path)
+    # Written aside and renamed: a kill mid-write must not leave a torn manifest, which
+    # would make a store without CURRENT impossible to restore (see newest_intact_manifest).
+    atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def switch_pointer(root: Path, manifest: Manifest, sha256: str) -> None:

@@ -49,14 +49,16 @@ from bcemb.data.splits import TimeSlices
 from bcemb.models.graph_input import GraphInput
 from bcemb.models.io import load_model, load_transform, read_tensors
 from bcemb.store import io as sio
-from bcemb.store.errors import PublishError, StoreError
+from bcemb.store.errors import IntegrityError, MissingPointerError, PublishError, StoreError
 from bcemb.store.manifest import (
     MANIFESTS,
     POINTER,
+    VERSIONS,
     FileEntry,
     Manifest,
     VersionEntry,
     load_manifest,
+    newest_intact_manifest,
     switch_pointer,
     utc_now,
     write_manifest,
@@ -84,7 +86,7 @@ def write_lock(root: Path, *, timeout: float = 60.0) -> Iterator[None]:
     import fcntl  # POSIX only; imported here so that reading works everywhere
 
     root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(root / _LOCK, os.O_RDWR | os.O_CREAT, 0o666)  # the umask applies
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -101,6 +103,30 @@ def write_lock(root: Path, *, timeout: float = 60.0) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def _current(root: Path) -> Manifest | None:
+    """The store's current manifest for a change (the write lock held).
+
+    A store with manifests but no ``CURRENT`` is not empty: the pointer is restored to the
+    newest manifest whose files all verify (that state was complete on disk), or the change
+    is refused; it is never treated as empty, which would delete every stored file.
+    """
+    for folder in (VERSIONS, MANIFESTS):  # a symlinked folder must not lead a change outside
+        sio.resolve_in(root, folder)
+    try:
+        return load_manifest(root)
+    except MissingPointerError:
+        manifest, sha, skipped = newest_intact_manifest(root)
+        switch_pointer(root, manifest, sha)
+        logger.warning(
+            "%s had no %s: restored it to %s, the newest manifest whose files are all intact%s",
+            root,
+            POINTER,
+            manifest.name,
+            f" (passed over: {'; '.join(skipped)})" if skipped else "",
+        )
+        return manifest
 
 
 # ----------------------------------------------------------------------------- run folder
@@ -195,7 +221,10 @@ def publish(
         raise PublishError(f"{run_dir} has no finished version (no version_0/done.json)")
     k_new = finished[-1]
     with write_lock(root):
-        current = load_manifest(root)
+        current = _current(root)
+        # First, so that what an interrupted change left is cleaned even when this publish
+        # stops early ("nothing to publish" after a kill just after the pointer switch).
+        _collect_garbage(root, current)
         latest = current.latest if current is not None else -1
         if k_new <= latest:
             raise PublishError(
@@ -205,7 +234,6 @@ def publish(
         graph = _run_graph(run_dir)
         if current is not None:
             _check_lineage(run_dir, root, current, graph)
-        _collect_garbage(root, current)
         staging = root / f"{_STAGING}{uuid.uuid4().hex[:12]}"
         staging.mkdir()
         try:
@@ -562,7 +590,7 @@ def retire(store_dir: str | Path, version: int) -> Manifest:
     """
     root = Path(store_dir)
     with write_lock(root):
-        current = load_manifest(root)
+        current = _current(root)
         if current is None:
             raise StoreError(f"{root} is an empty store")
         if not 0 <= version <= current.latest:
@@ -595,12 +623,17 @@ def retire(store_dir: str | Path, version: int) -> Manifest:
 def collect_garbage(store_dir: str | Path) -> list[Path]:
     """Delete what interrupted changes left behind (files no manifest refers to).
 
+    A store whose ``CURRENT`` is missing gets it back first (pointing at the newest manifest
+    whose files are all intact); if no manifest is intact, nothing is deleted.
+
     Returns:
         The removed paths.
     """
     root = Path(store_dir)
+    if not root.is_dir():
+        raise StoreError(f"no store at {root}")
     with write_lock(root):
-        return _collect_garbage(root, load_manifest(root))
+        return _collect_garbage(root, _current(root))
 
 
 def _referenced(entries: list[VersionEntry], pool: dict[str, FileEntry]) -> dict[str, FileEntry]:
@@ -622,8 +655,11 @@ def _remove_unreferenced(root: Path, old: Manifest | None, new: Manifest) -> Non
     if old is None:
         return
     for rel in sorted(set(old.files) - set(new.files)):
-        (root / rel).unlink(missing_ok=True)
-    _prune_empty_dirs(root / "versions")
+        try:  # the manifest's paths are checked; a symlinked folder on the way is not followed
+            sio.resolve_in(root, rel, parent_only=True).unlink(missing_ok=True)
+        except IntegrityError as err:
+            logger.warning("not deleting %s", err)
+    _prune_empty_dirs(root / VERSIONS)
 
 
 def _prune_empty_dirs(top: Path) -> None:
@@ -646,19 +682,29 @@ def _collect_garbage(root: Path, current: Manifest | None) -> list[Path]:
             shutil.rmtree(p) if p.is_dir() else p.unlink()
             removed.append(p)
     keep = set(current.files) if current is not None else set()
-    versions = root / "versions"
+    versions = sio.resolve_in(root, VERSIONS)
     if versions.is_dir():
-        for p in sorted(versions.rglob("*")):
-            if p.is_file() and p.relative_to(root).as_posix() not in keep:
+        # os.walk does not follow symlinks: a link is removed (when unreferenced), never
+        # what it points at, so a crafted store cannot make gc delete files outside it.
+        for dirpath, dirnames, filenames in os.walk(versions):
+            links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+            for name in sorted(filenames + links):
+                p = Path(dirpath) / name
+                rel = p.relative_to(root).as_posix()
+                if rel in keep:
+                    continue
+                if name in links and any(k.startswith(rel + "/") for k in keep):
+                    logger.warning("%s is a symlinked folder the manifest reads through; left as is", p)
+                    continue
                 p.unlink()
                 removed.append(p)
         _prune_empty_dirs(versions)
-    manifests = root / MANIFESTS
+    manifests = sio.resolve_in(root, MANIFESTS)
     if manifests.is_dir():
         for p in manifests.iterdir():
             seq = p.stem
             never_committed = current is None or not seq.isdigit() or int(seq) > current.seq
-            if never_committed and p.is_file():
+            if never_committed and (p.is_file() or p.is_symlink()):
                 p.unlink()
                 removed.append(p)
     if removed:

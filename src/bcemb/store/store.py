@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 import torch
 from torch import nn
 
@@ -37,9 +37,23 @@ from bcemb.data.io import load_graph
 from bcemb.models.graph_input import GraphInput
 from bcemb.models.io import load_model, load_transform
 from bcemb.store import io as sio
-from bcemb.store.errors import IntegrityError, StoreError, UnknownIdsError, UnknownVersionError
+from bcemb.store.errors import (
+    IntegrityError,
+    MissingPointerError,
+    StoreError,
+    StoreFormatError,
+    UnknownIdsError,
+    UnknownVersionError,
+)
 from bcemb.store.fingerprint import SpaceVectors, manifest_space
-from bcemb.store.manifest import Manifest, VersionEntry, read_manifest, read_pointer
+from bcemb.store.manifest import (
+    POINTER,
+    Manifest,
+    VersionEntry,
+    manifest_names,
+    read_manifest,
+    read_pointer,
+)
 from bcemb.transforms import BackwardTransform, TransformChain
 
 if TYPE_CHECKING:
@@ -54,6 +68,7 @@ __all__ = [
     "UsageReport",
     "VersionCheck",
     "VersionUsage",
+    "check_store",
     "compose_matrix",
 ]
 
@@ -76,6 +91,21 @@ def compose_matrix(transforms: Sequence[BackwardTransform], version: int) -> np.
     return np.ascontiguousarray(TransformChain(transforms).matrix(version).numpy(), dtype=np.float32)
 
 
+def _no_pointer(root: Path) -> None:
+    """Raise the right error for a store without ``CURRENT``."""
+    if not root.is_dir():
+        raise StoreError(f"no store at {root}")
+    names = manifest_names(root)
+    if names:
+        raise MissingPointerError(
+            root / POINTER,
+            f"missing store pointer, but the store holds {len(names)} manifest(s) (newest {names[0]}): "
+            "an interrupted first publish or a deleted pointer. `bcemb store gc` restores it to the "
+            "newest manifest whose files are all intact",
+        )
+    raise StoreError(f"{root} is an empty store (no CURRENT): publish a run first")
+
+
 def _check_kind(kind: str) -> str:
     if kind not in sio.KINDS:
         raise ValueError(f"kind must be 'user' or 'item', got {kind!r}")
@@ -93,6 +123,28 @@ def _as_keys(ids: Iterable[object], what: str = "ids") -> list[str]:
         else:
             raise TypeError(f"{what} must be strings or integers, got {i!r} ({type(i).__name__})")
     return keys
+
+
+class _IdIndex:
+    """Row of each id of one kind: a plain dict, the fastest lookup for a few ids.
+
+    (A pandas index costs tens of microseconds per call and hashes strings as UTF-8, which
+    fails on lone surrogates; a dict hashes them like any other string.)
+    """
+
+    __slots__ = ("rows",)
+
+    def __init__(self, ids: list[str], path: Path, kind: str) -> None:
+        self.rows: dict[str, int] = dict(zip(ids, range(len(ids)), strict=True))
+        if len(self.rows) != len(ids):
+            seen: set[str] = set()
+            dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+            raise IntegrityError(path, f"duplicate {kind} id {dup!r}: every id must have one row")
+
+    def get_indexer(self, keys: Sequence[str]) -> np.ndarray:
+        """Row of each key, -1 for unknown ones (like :meth:`pandas.Index.get_indexer`)."""
+        get = self.rows.get
+        return np.fromiter((get(k, -1) for k in keys), dtype=np.intp, count=len(keys))
 
 
 @dataclass(frozen=True)
@@ -235,9 +287,7 @@ class EmbeddingStore:
         for attempt in range(_OPEN_RETRIES):
             pointer = read_pointer(self.root)
             if pointer is None:
-                if not self.root.is_dir():
-                    raise StoreError(f"no store at {self.root}")
-                raise StoreError(f"{self.root} is an empty store (no CURRENT): publish a run first")
+                _no_pointer(self.root)
             try:
                 self._open(pointer)
                 return
@@ -253,17 +303,31 @@ class EmbeddingStore:
         self._pointer = pointer
         self.manifest: Manifest = manifest
         latest = manifest.versions[manifest.latest]
-        transforms = [
-            load_transform(self._file(v.files["transform"])) for v in manifest.versions[1:]
-        ]
+        transforms = [self._load_transform(v.files["transform"]) for v in manifest.versions[1:]]
         self.chain = TransformChain(transforms)
         self._matrices: dict[int, np.ndarray] = {}
-        ids = sio.read_table(self._file(latest.files["ids"]), columns=["kind", "id"])
-        kinds = ids.column("kind").to_numpy(zero_copy_only=False)
-        all_ids = ids.column("id").to_numpy(zero_copy_only=False)
+        self._spaces: dict[int, str] = {}
+        ids_path = self._file(latest.files["ids"])
+        ids = sio.read_table(ids_path, columns=["kind", "id"])
+        try:
+            kinds = ids.column("kind").to_numpy(zero_copy_only=False)
+            all_ids = ids.column("id").to_numpy(zero_copy_only=False)
+        except (KeyError, pa.ArrowException) as err:
+            raise IntegrityError(ids_path, f"malformed id table: {err}") from None
         self._ids = {k: np.asarray(all_ids[kinds == k], dtype=object) for k in sio.KINDS}
-        self._index = {k: pd.Index(v, dtype=object) for k, v in self._ids.items()}
-        self._emb = {k: sio.open_npy(self._file(latest.files[f"{k}_emb"])) for k in sio.KINDS}
+        for k, v in self._ids.items():
+            if not all(isinstance(i, str) for i in v):
+                raise IntegrityError(ids_path, f"the {k} ids must all be strings")
+        self._index = {k: _IdIndex(v.tolist(), ids_path, k) for k, v in self._ids.items()}
+        self._served = {
+            k: sio.ServedArray(
+                self._file(latest.files[f"{k}_emb"], verify=False),
+                manifest.files[latest.files[f"{k}_emb"]].sha256,
+                verify=self.verify,
+            )
+            for k in sio.KINDS
+        }
+        self._emb = {k: a.array for k, a in self._served.items()}
         for k, n in (("user", latest.num_users), ("item", latest.num_items)):
             if self._emb[k].shape != (n, latest.dim) or len(self._ids[k]) != n:
                 raise IntegrityError(
@@ -280,13 +344,20 @@ class EmbeddingStore:
                     self.root / entry.files["transform"], "dimensions differ from the manifest"
                 )
 
+    def _load_transform(self, rel: str) -> BackwardTransform:
+        path = self._file(rel)
+        try:
+            return load_transform(path)
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+            raise IntegrityError(path, f"not a readable transform: {err}") from None
+
     def _file(self, rel: str, *, verify: bool | None = None) -> Path:
-        """Path of a stored file, checked against the manifest's sha256."""
+        """Path of a stored file inside the store, checked against the manifest's sha256."""
         if rel not in self.manifest.files:
             raise IntegrityError(self.root / rel, "not listed in the manifest")
         if self.verify if verify is None else verify:
             return sio.verify_file(self.root, rel, self.manifest.files[rel].sha256)
-        return self.root / rel
+        return sio.resolve_in(self.root, rel)
 
     # ------------------------------------------------------------------ description
 
@@ -369,11 +440,13 @@ class EmbeddingStore:
                 step by step).
         """
         j = self._version(version)
-        if j not in self._matrices:
+        m = self._matrices.get(j)
+        if m is None:
             with self._lock:
                 if j not in self._matrices:
                     self._matrices[j] = compose_matrix(self.chain.transforms, j)
-        return self._matrices[j]
+            m = self._matrices[j]
+        return m
 
     def transform(self, z: np.ndarray, *, version: int) -> np.ndarray:
         """Ver-``version`` compatible vectors from latest ones, with one matrix product.
@@ -395,8 +468,9 @@ class EmbeddingStore:
 
     def _map(self, z: np.ndarray, j: int) -> np.ndarray:
         """Latest vectors into version ``j``: one product, or step by step past non-linear links."""
-        if self.chain.linear_to(j):
-            return z @ self.matrix(j).T
+        m = self._matrices.get(j)
+        if m is not None or self.chain.linear_to(j):
+            return z @ (m if m is not None else self.matrix(j)).T
         # A non-linear link (the residual MLP family) has no matrix: apply the chain's plan,
         # where runs of linear links are still one composed product each.
         return self.chain.apply(torch.from_numpy(np.require(z, np.float32, ["C", "W"])), j).numpy()
@@ -407,19 +481,22 @@ class EmbeddingStore:
         Raises:
             UnknownIdsError: Some ids are unknown (all are listed on the error).
         """
-        _check_kind(kind)
-        keys = _as_keys(ids)
-        # An object Index, not a list: pandas would convert a list of strings to Arrow, which
-        # raises UnicodeEncodeError on a lone surrogate instead of finding no such id.
-        rows = (
-            self._index[kind].get_indexer(pd.Index(keys, dtype=object))
-            if keys
-            else np.zeros(0, dtype=np.int64)
-        )
-        if (rows < 0).any():
-            missing = list(dict.fromkeys(k for k, r in zip(keys, rows, strict=True) if r < 0))
+        index = self._index.get(kind)
+        if index is None:
+            _check_kind(kind)
+        if isinstance(ids, str | bytes):
+            raise TypeError(f"ids must be a sequence of ids, got the single {type(ids).__name__} {ids!r}")
+        rows = index.rows  # type: ignore[union-attr]
+        try:  # the common case: known string ids, one dict lookup each
+            return np.array([rows[i] for i in ids], dtype=np.intp).reshape(-1)
+        except (KeyError, TypeError):
+            pass
+        keys = _as_keys(ids)  # integers, or an error naming the bad id
+        found = index.get_indexer(keys)  # type: ignore[union-attr]
+        if (found < 0).any():
+            missing = list(dict.fromkeys(k for k, r in zip(keys, found, strict=True) if r < 0))
             raise UnknownIdsError(kind, missing, len(keys))
-        return rows.astype(np.int64)
+        return found
 
     def get(
         self, ids: Sequence[object], *, version: int | None = None, kind: str = "user"
@@ -447,9 +524,17 @@ class EmbeddingStore:
         """
         j = self._version(version)
         rows = self.rows(ids, kind=kind)
-        z = np.asarray(self._emb[kind][rows], dtype=np.float32)
+        # Checksums were verified at opening; here only a cheap fstat makes sure the mapped
+        # file has not been changed or truncated since (see ServedArray).
+        self._served[kind].ensure_unchanged()
+        z = self._emb[kind][rows]  # a copy of the rows (fancy indexing), float32
+        if j != self.latest:
+            z = self._map(z, j)
         # Tagged with their space, so that mixing versions through the library raises.
-        return SpaceVectors(z if j == self.latest else self._map(z, j), self.space(j), j)
+        space = self._spaces.get(j)
+        if space is None:
+            space = self._spaces[j] = self.space(j)
+        return SpaceVectors(z, space, j)
 
     def space(self, version: int | None = None) -> str:
         """Fingerprint of the space of ver-``version`` vectors (see :mod:`bcemb.store.fingerprint`)."""
@@ -602,10 +687,9 @@ class EmbeddingStore:
         emb = (user_emb if kind == "user" else item_emb).numpy()
         new = new_users if kind == "user" else new_items
         wanted = list(new) if ids is None else _as_keys(ids)
-        index = pd.Index(
-            np.concatenate([self._ids[kind], np.array(new, dtype=object)]), dtype=object
-        )
-        rows = index.get_indexer(wanted) if wanted else np.zeros(0, dtype=np.int64)
+        index = dict(self._index[kind].rows)
+        index.update({k: len(self._ids[kind]) + n for n, k in enumerate(new)})
+        rows = np.fromiter((index.get(k, -1) for k in wanted), dtype=np.int64, count=len(wanted))
         if (rows < 0).any():
             missing = list(dict.fromkeys(k for k, r in zip(wanted, rows, strict=True) if r < 0))
             raise UnknownIdsError(kind, missing, len(wanted))
@@ -654,46 +738,62 @@ class EmbeddingStore:
 
         The probe sample of version ``j`` holds real ``z_j`` of a few nodes taken when ``j``
         was published, so the error of ``B_{j+1} o ... o B_k`` can be measured long after
-        ``M_j`` is gone.
+        ``M_j`` is gone. Checksums come first: a file that fails them is reported by name and
+        never parsed.
 
         Returns:
             The report; integrity problems are listed, not raised.
         """
-        problems: list[str] = []
-        for rel in sorted(self.manifest.files):
-            try:
-                sio.verify_file(self.root, rel, self.manifest.files[rel].sha256)
-            except IntegrityError as err:
-                problems.append(str(err))
-        bad = {p.split(":", 1)[0] for p in problems}
+        problems, bad = _verify_files(self.root, self.manifest)
+        versions = self._alignment(bad, problems)
+        return CheckReport(
+            manifest=self.manifest.name,
+            latest=self.latest,
+            problems=tuple(problems),
+            versions=tuple(versions),
+            model_check=self.manifest.versions[self.latest].model_check,
+        )
+
+    def _alignment(self, bad: set[str], problems: list[str]) -> list[VersionCheck]:
+        """The alignment figure of every version whose probe file verified (problems appended)."""
         results = []
         for entry in self.manifest.versions:
-            path = self.root / entry.files["probes"]
-            if str(path) in bad:
+            rel = entry.files["probes"]
+            path = self.root / rel
+            if rel in bad:
                 continue
             try:
                 table = sio.read_table(path)
                 probes = sio.table_vectors(table, path)
-            except IntegrityError as err:
+                kinds = table.column("kind").to_numpy(zero_copy_only=False)
+                keys = table.column("id").to_numpy(zero_copy_only=False)
+            except (IntegrityError, KeyError, pa.ArrowException) as err:
+                problems.append(str(err) if isinstance(err, IntegrityError) else f"{path}: {err}")
+                continue
+            errors, norms, missing = [], [], 0
+            try:
+                for kind in sio.KINDS:
+                    mask = kinds == kind
+                    sub = [str(k) for k in keys[mask]]
+                    rows = self._index[kind].get_indexer(sub)
+                    found = rows >= 0
+                    missing += int((~found).sum())
+                    if found.any():
+                        z = self.get(
+                            [k for k, f in zip(sub, found, strict=True) if f],
+                            version=entry.version,
+                            kind=kind,
+                        ).plain()
+                        truth = probes[mask][found].astype(np.float64)
+                        if truth.shape[1] != z.shape[1]:
+                            raise IntegrityError(
+                                path, f"probe vectors of dimension {truth.shape[1]}, expected {z.shape[1]}"
+                            )
+                        errors.append(np.linalg.norm(z.astype(np.float64) - truth, axis=1))
+                        norms.append(np.linalg.norm(truth, axis=1))
+            except StoreError as err:
                 problems.append(str(err))
                 continue
-            kinds = table.column("kind").to_numpy(zero_copy_only=False)
-            keys = table.column("id").to_numpy(zero_copy_only=False)
-            errors, norms, missing = [], [], 0
-            for kind in sio.KINDS:
-                mask = kinds == kind
-                rows = (
-                    self._index[kind].get_indexer(list(keys[mask]))
-                    if mask.any()
-                    else np.zeros(0, np.int64)
-                )
-                found = rows >= 0
-                missing += int((~found).sum())
-                if found.any():
-                    z = self.get(list(keys[mask][found]), version=entry.version, kind=kind)
-                    truth = probes[mask][found].astype(np.float64)
-                    errors.append(np.linalg.norm(z.astype(np.float64) - truth, axis=1))
-                    norms.append(np.linalg.norm(truth, axis=1))
             dist = np.concatenate(errors) if errors else np.zeros(0)
             norm = np.concatenate(norms) if norms else np.zeros(0)
             mean = float(dist.mean()) if len(dist) else float("nan")
@@ -714,13 +814,7 @@ class EmbeddingStore:
                 problems.append(
                     f"{path}: {missing} probe node(s) are missing from the latest embeddings"
                 )
-        return CheckReport(
-            manifest=self.manifest.name,
-            latest=self.latest,
-            problems=tuple(problems),
-            versions=tuple(results),
-            model_check=self.manifest.versions[self.latest].model_check,
-        )
+        return results
 
     def usage(self) -> UsageReport:
         """Disk usage of keep-latest (this store) next to keep-all (every embedding and model)."""
@@ -786,3 +880,65 @@ class EmbeddingStore:
     def reload(self) -> EmbeddingStore:
         """A new snapshot of the store's current state."""
         return EmbeddingStore(self.root, verify=self.verify)
+
+
+def _verify_files(root: Path, manifest: Manifest) -> tuple[list[str], set[str]]:
+    """Checksum every file of ``manifest``: one problem per bad file, and the bad paths."""
+    problems: list[str] = []
+    bad: set[str] = set()
+    for rel in sorted(manifest.files):
+        try:
+            sio.verify_file(root, rel, manifest.files[rel].sha256)
+        except IntegrityError as err:
+            problems.append(str(err))
+            bad.add(rel)
+    return problems, bad
+
+
+def check_store(root: str | Path) -> CheckReport:
+    """Check a store that may be damaged: never raises for a corrupt file, names every bad one.
+
+    Order matters: the pointer and the manifest are checked first, then the checksum of every
+    file, and only files that passed are parsed (a truncated ``.npy`` or a corrupt Parquet
+    file is reported, not read). The alignment figures need the store to open, so they are
+    missing when a file needed for serving is bad.
+
+    Raises:
+        StoreError: ``root`` is not a store, or an empty one.
+    """
+    root = Path(root)
+    try:
+        pointer = read_pointer(root)
+        if pointer is None:
+            _no_pointer(root)
+        assert pointer is not None
+        manifest = read_manifest(root, *pointer)
+    except (IntegrityError, StoreFormatError) as err:
+        return CheckReport(manifest="", latest=-1, problems=(str(err),), versions=())
+    except StoreError as err:
+        if root.is_dir() and "empty store" not in str(err):
+            return CheckReport(manifest="", latest=-1, problems=(str(err),), versions=())
+        raise
+    problems, bad = _verify_files(root, manifest)
+    latest = manifest.versions[manifest.latest]
+    needed = {latest.files[r] for r in ("ids", "user_emb", "item_emb")} | {
+        v.files["transform"] for v in manifest.versions[1:]
+    }
+    versions: list[VersionCheck] = []
+    if not needed & bad:
+        try:
+            store = EmbeddingStore(root, verify=False)  # just verified
+            if store.manifest.name != manifest.name:
+                raise StoreError(f"{root} changed during the check ({store.manifest.name}); run it again")
+            versions = store._alignment(bad, problems)
+        except StoreError as err:
+            problems.append(str(err))
+        except Exception as err:  # noqa: BLE001 - a check reports, it never crashes
+            problems.append(f"{root}: the store cannot be opened: {type(err).__name__}: {err}")
+    return CheckReport(
+        manifest=manifest.name,
+        latest=manifest.latest,
+        problems=tuple(problems),
+        versions=tuple(versions),
+        model_check=latest.model_check,
+    )
