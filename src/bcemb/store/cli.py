@@ -210,14 +210,24 @@ def get(
         s = EmbeddingStore(store)
         vectors = s.get(ids, version=version, kind=kind)
         j = s.latest if version is None else version
-        payload = {"version": j, "kind": kind, "ids": ids, "vectors": vectors.tolist()}
+        payload = {
+            "version": j,
+            "space": s.space(j),
+            "kind": kind,
+            "ids": ids,
+            "vectors": vectors.tolist(),
+        }
         if out is None:
             typer.echo(json.dumps(payload))
             return
         if out.suffix == ".parquet":
             out.parent.mkdir(parents=True, exist_ok=True)
             out.unlink(missing_ok=True)
-            sio.write_table(out, embedding_table(kind, ids, vectors), {"bcemb.version": str(j)})
+            sio.write_table(
+                out,
+                embedding_table(kind, ids, vectors),
+                {"bcemb.version": str(j), "bcemb.space": s.space(j)},
+            )
         elif out.suffix == ".json":
             sio.atomic_write_bytes(out, json.dumps(payload).encode())
         else:

@@ -8,7 +8,10 @@ order and differ in the last bit), so their outputs are identical byte for byte.
 Output folder (written aside, then renamed into place)::
 
     PATH/part-00000.parquet ...   kind, id, embedding (fixed_size_list<float32>[D_j])
-    PATH/_export.json             version, latest, source manifest, dim, rows, sha256 of each part
+    PATH/_export.json             version, space, latest, source manifest, dim, rows, sha256 of each part
+
+Every part carries ``bcemb.version``, ``bcemb.manifest`` and ``bcemb.space`` (the fingerprint of
+the target space, :mod:`bcemb.store.fingerprint`) in its Parquet schema metadata.
 
 With a Dask scheduler address, the workers must see the store and the output folder at the
 same paths (a shared file system).
@@ -86,6 +89,7 @@ class _Task:
     part: str
     part_sha256: str
     out: str
+    space: str = ""  # the fingerprint of the target space (bcemb.store.fingerprint)
 
 
 @functools.lru_cache(maxsize=16)
@@ -126,7 +130,11 @@ def export_part(task: _Task) -> tuple[int, str]:
     result = sio.embedding_table(
         table.column("kind").combine_chunks(), table.column("id").combine_chunks(), out
     )
-    meta = {"bcemb.version": str(task.version), "bcemb.manifest": task.manifest}
+    meta = {
+        "bcemb.version": str(task.version),
+        "bcemb.manifest": task.manifest,
+        "bcemb.space": task.space,
+    }
     dst = Path(task.out)
     sio.write_table(dst, result, meta)
     return result.num_rows, sio.sha256_file(dst)
@@ -232,6 +240,7 @@ def export_embeddings(
                 part,
                 store.manifest.files[part].sha256,
                 str((tmp / f"part-{i:05d}.parquet").resolve()),
+                store.space(j),
             )
             for i, part in enumerate(latest.parts)
         ]
@@ -243,6 +252,7 @@ def export_embeddings(
         rows = sum(r for r, _ in results)
         meta = {
             "version": j,
+            "space": store.space(j),
             "latest": store.latest,
             "manifest": manifest,
             "dim": store.dim(j),
