@@ -60,24 +60,3 @@ def test_weighted_distinct_rows_equal_repeated_rows(seed):
         full = loss(z_k[rows], z_prev[rows], b, prev)
         weighted = loss(z_k[uniq], z_prev[uniq], b, prev, counts.float())
         assert torch.allclose(full, weighted, atol=1e-6)
-
-
-def test_batch_alignment_has_the_reference_scale(seed):
-    # Regression (issue 9): the reference sums one MSE per role (users, positives,
-    # negatives); a mean over the 3B rows is a third of that, which made lambda 16 act as 16/3.
-    from bcemb.losses import batch_alignment
-
-    torch.manual_seed(seed)
-    prev = [LinearTransform(5, 3)]
-    b = LinearTransform(6, 5)
-    n_nodes, batch = 7, 5
-    z_k, z_prev = torch.randn(n_nodes, 6), torch.randn(n_nodes, 5)
-    user, pos, neg = (torch.randint(n_nodes, (batch,)) for _ in range(3))
-    uniq, counts = torch.unique(torch.cat([user, pos, neg]), return_counts=True)
-    for loss, history in ((single_step_alignment, []), (multi_step_alignment, prev)):
-        reference = sum(loss(z_k[r], z_prev[r], b, history) for r in (user, pos, neg))
-        got = batch_alignment(loss, z_k[uniq], z_prev[uniq], b, history, counts.float())
-        assert torch.allclose(got, reference, atol=1e-6)
-    # the single-step term is literally MSE(users) + MSE(positives) + MSE(negatives)
-    mse = sum(F.mse_loss(z_k[r] @ b.weight.T, z_prev[r]) for r in (user, pos, neg))
-    assert torch.allclose(batch_alignment(single_step_alignment, z_k[uniq], z_prev[uniq], b, [], counts.float()), mse)

@@ -282,47 +282,23 @@ def chains(
     out: Annotated[Path, typer.Option(help="Folder for chains.csv, hops.csv and the two figures.")],
 ) -> None:
     """Alignment error of B_{j+1}..B_k(z_k) against z_j for every pair j < k, per run; heat maps and error vs hops."""
-    from bcemb.evaluation.chains import chain_errors, errors_frame, hop_summary, plot_heatmaps, plot_hops
+    from bcemb.evaluation.chains import hop_summary, plot_heatmaps, plot_hops
+    from bcemb.experiments.long_chains import chain_frame
+    from bcemb.methods import method_info
 
     try:
         frame = chain_frame(runs)
+        labels = {m: method_info(m).label for m in frame["method"].unique()}
         out.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out / "chains.csv", index=False)
         summary = hop_summary(frame)
         summary.to_csv(out / "hops.csv", index=False)
-        plot_heatmaps(frame, out / "chains_heatmap.png")
-        plot_hops(summary, out / "chains_hops.png")
+        plot_heatmaps(frame, out / "chains_heatmap.png", labels=labels)
+        plot_hops(summary, out / "chains_hops.png", labels=labels)
     except (ValueError, KeyError, OSError) as err:
         _fail(err)
     typer.echo(summary.round(4).to_string(index=False))
     typer.echo(f"written to {out}")
-
-
-def chain_frame(runs: list[Path]):  # noqa: ANN201 - a pandas DataFrame
-    """Pairwise chain errors of every run folder, labelled by method and seed."""
-    import pandas as pd
-
-    from bcemb.data import load_dataset
-    from bcemb.evaluation.chains import chain_errors, errors_frame
-    from bcemb.experiments.context import ExperimentData
-    from bcemb.experiments.training_run import load_run_versions
-    from bcemb.utils import read_json
-
-    datas: dict[str, ExperimentData] = {}
-    frames = []
-    for run in runs:
-        cfg = read_json(run / "config.json")
-        key = repr((cfg["dataset"], cfg.get("dataset_options"), cfg["times"]))
-        if key not in datas:
-            datas[key] = ExperimentData(load_dataset(cfg["dataset"], **cfg.get("dataset_options", {})),
-                                        times=cfg["times"])
-        data = datas[key]
-        versions = load_run_versions(run)
-        if len(versions) != data.num_versions:
-            raise ValueError(f"{run}: {len(versions)} of {data.num_versions} versions finished")
-        err = chain_errors(versions, lambda k, d=data: d.version(k).embed_graph)
-        frames.append(errors_frame(err, method=cfg["method"], seed=cfg["seed"], run=str(run)))
-    return pd.concat(frames, ignore_index=True)
 
 
 def _mount_optional() -> None:

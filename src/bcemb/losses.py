@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +15,6 @@ __all__ = [
     "bpr_loss_rows",
     "single_step_alignment",
     "multi_step_alignment",
-    "batch_alignment",
     "BATCH_ROLES",
     "ALIGNMENT_LOSSES",
 ]
@@ -143,30 +142,3 @@ ALIGNMENT_LOSSES = {"single": single_step_alignment, "multi": multi_step_alignme
 
 #: The node roles of a BPR batch: users, positive items, negative items (B rows each).
 BATCH_ROLES = 3
-
-
-def batch_alignment(
-    loss: Callable[..., Tensor],
-    z_k: Tensor,
-    z_prev: Tensor,
-    transform: BackwardTransform,
-    previous: Sequence[BackwardTransform] = (),
-    counts: Tensor | None = None,
-) -> Tensor:
-    r"""The alignment term of one BPR batch on the reference implementation's scale.
-
-    The reference adds one mean squared error per node role (users, positive items,
-    negative items: ``B`` rows each), so its loss is ``BATCH_ROLES`` times the mean over
-    the batch's ``3B`` rows. On that scale the paper's ``lambda = 16`` is the reference's
-    16; a plain mean over the rows would need 48 for the same objective.
-
-    Args:
-        loss: :func:`single_step_alignment` or :func:`multi_step_alignment`.
-        z_k, z_prev, transform, previous: As for ``loss``; rows are the batch's nodes
-            (all ``3B`` of them, or the distinct ones with ``counts``).
-        counts: Multiplicity of each row among the ``3B`` batch rows (``None``: one each).
-
-    Shapes:
-        z_k: ``[N, D_k]``, z_prev: ``[N, D_{k-1}]``, counts: ``[N]`` -> scalar.
-    """
-    return BATCH_ROLES * loss(z_k, z_prev, transform, previous, counts)

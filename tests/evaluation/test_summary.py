@@ -3,15 +3,15 @@ import math
 import pandas as pd
 import pytest
 
-from bcemb.evaluation.summary import KEEP_ALL, table3
+from bcemb.evaluation.summary import KEEP_ALL, per_version_means, table3
 
 
 def _rows():
     rows = []
     nan = float("nan")
     for method, lam, recall, auc, err in [
-        (KEEP_ALL, nan, {1: 0.20, 2: 0.25}, {("t1", 1): 0.8, ("t1", 2): 0.6, ("t2", 2): 0.5}, 0.0),
-        ("bc-aligner", 16.0, {1: 0.18, 2: 0.25}, {("t1", 1): 0.72, ("t1", 2): 0.6, ("t2", 2): 0.45}, 0.5),
+        (KEEP_ALL, nan, {0: 0.10, 1: 0.20, 2: 0.25}, {("t1", 1): 0.8, ("t1", 2): 0.6, ("t2", 2): 0.5}, 0.0),
+        ("bc-aligner", 16.0, {0: 0.10, 1: 0.18, 2: 0.25}, {("t1", 1): 0.72, ("t1", 2): 0.6, ("t2", 2): 0.45}, 0.5),
     ]:
         for k, r in recall.items():
             rows.append((method, lam, k, "intended", -1, "recall@50", r))
@@ -23,12 +23,24 @@ def _rows():
 
 
 def test_table3_hand_computed():
+    # Regression (issue 9): the paper averages first (versions 0..K, and per task over its
+    # test times with the tasks weighing equally), then takes the relative change.
     t = table3(_rows()).set_index("method")
     ka, bc = t.loc[KEEP_ALL], t.loc["bc-aligner"]
     assert ka["intended"] == 0 and ka["unintended"] == 0 and ka["align_error"] == 0
-    # intended: mean(-10 %, 0 %) ; unintended: mean over (task, time) pairs of (-10 %, 0 %, -10 %)
+    # intended: mean recall (0.10, 0.18, 0.25) against (0.10, 0.20, 0.25)
+    assert bc["intended"] == pytest.approx(100 * (0.53 / 3 - 0.55 / 3) / (0.55 / 3))
+    # unintended: task means t1 (0.72 + 0.6) / 2, t2 0.45 against t1 0.7, t2 0.5
+    assert bc["unintended"] == pytest.approx(100 * ((0.66 + 0.45) / 2 - 0.6) / 0.6)
+    assert bc["sum"] == pytest.approx(bc["intended"] + bc["unintended"])
+    assert bc["align_error"] == pytest.approx((0.0 + 0.5 + 1.0) / 3)  # versions 0..2
+    assert math.isnan(ka["lam"]) and bc["lam"] == 16.0
+
+
+def test_per_version_means_is_the_other_order():
+    t = per_version_means(_rows()).set_index("method")
+    bc = t.loc["bc-aligner"]
+    # per-version changes over versions 1..K: mean(-10 %, 0 %); (task, time) pairs (-10, 0, -10)
     assert bc["intended"] == pytest.approx(-5.0)
     assert bc["unintended"] == pytest.approx(-20.0 / 3)
-    assert bc["sum"] == pytest.approx(-5.0 - 20.0 / 3)
     assert bc["align_error"] == pytest.approx((0.5 + 1.0) / 2)
-    assert math.isnan(ka["lam"]) and bc["lam"] == 16.0

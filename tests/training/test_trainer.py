@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from bcemb.evaluation.intended import RecallEvaluator
@@ -83,3 +84,66 @@ def test_a_corrupt_checkpoint_is_ignored(toy_graph, tmp_path):
     out = train_model(ctx.new_model(0), objective, evaluator, ctx.config,
                       generator=torch.Generator().manual_seed(0), checkpoint=ckpt)
     assert [r["epoch"] for r in out.curve] == [2]
+
+
+class _ScriptedEvaluator:
+    """Validation scores read from a list, one per evaluation."""
+
+    primary = "recall@20"
+
+    def __init__(self, scores):
+        self.scores = list(scores)
+        self.calls = 0
+
+    def __call__(self, model):
+        self.calls += 1
+        return {"recall@20": self.scores[self.calls - 1]}
+
+
+def test_early_stopping_is_the_same_for_joint_and_independent_methods(toy_graph):
+    # Regression (issue 9): patience let independent methods stop at epoch 12-15 while joint
+    # methods (warm-up 12) could not stop before 21. The same curve must stop at the same epoch.
+    data, ctx = tiny_context(toy_graph)
+    cfg = ctx.config
+    cfg.epochs, cfg.eval_every, cfg.warmup_epochs, cfg.patience = 30, 3, 12, 3
+    curve = [0.5, 0.4, 0.3, 0.3, 0.35, 0.3, 0.2, 0.2, 0.2, 0.2]  # best at epoch 3, never beaten
+    runs = {}
+    for name, warmup in (("independent", 0), ("joint", 12)):
+        torch.manual_seed(0)
+        model = ctx.new_model(1)
+        objective, _ = ctx.task(1)
+        out = train_model(model, objective, _ScriptedEvaluator(curve), cfg,
+                          generator=torch.Generator().manual_seed(0), warmup_epochs=warmup)
+        runs[name] = out
+    assert runs["independent"].epochs_run == runs["joint"].epochs_run == 15
+    assert runs["independent"].best_epoch == 3  # selection keeps the paper's rule
+    assert runs["joint"].best_epoch == 15  # the first epoch after its warm-up
+
+
+def test_trainer_applies_the_objectives_alignment_scale(toy_graph):
+    from bcemb.losses import single_step_alignment
+    from bcemb.training import Alignment
+    from bcemb.transforms import LinearTransform
+
+    data, ctx = tiny_context(toy_graph)
+    ctx.config.epochs, ctx.config.eval_every = 1, 1
+    aligns = []
+    for scale in (1.0, 3.0):
+        torch.manual_seed(0)
+        model = ctx.new_model(1)
+        objective, evaluator = ctx.task(1)
+        step = objective.step
+
+        def scaled(m, batch, *, with_rows=False, step=step, scale=scale):
+            out = step(m, batch, with_rows=with_rows)
+            out.align_scale = scale
+            return out
+
+        objective.step = scaled
+        torch.manual_seed(1)
+        target = torch.randn(data.version(1).train_graph.num_nodes, 8)
+        align = Alignment(LinearTransform(12, 8), single_step_alignment, [], target, lam=0.0)
+        out = train_model(model, objective, evaluator, ctx.config,
+                          generator=torch.Generator().manual_seed(0), alignment=align)
+        aligns.append(out.curve[-1]["align"])
+    assert aligns[1] == pytest.approx(3 * aligns[0], rel=1e-6)

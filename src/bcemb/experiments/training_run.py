@@ -60,7 +60,7 @@ def _load_version(run: Path, k: int, device: torch.device) -> VersionArtifact:
         model=load_model(vdir / rf.MODEL, device=device),
         transform=transform,
         metrics={str(n): float(v) for n, v in values.items()},
-        best_epoch=int(metrics["best_epoch"]),
+        best_epoch=int(metrics.get("best_epoch", -1)),  # -1: not recorded (written by other tools)
         seconds=float(metrics.get("seconds", 0.0)),
         model_key=metrics.get("model_key", ""),
         reused=True,

@@ -35,6 +35,7 @@ class LoopState:
     bad_evals: int = 0
     finished: bool = False
     best_score: float | None = None
+    best_seen: float | None = None
     best_epoch: int = 0
     best_metrics: dict[str, float] = field(default_factory=dict)
     best_model: dict[str, Tensor] | None = None
@@ -77,6 +78,7 @@ def save_checkpoint(
         "bad_evals": state.bad_evals,
         "finished": state.finished,
         "best_score": state.best_score,
+        "best_seen": state.best_seen,
         "best_epoch": state.best_epoch,
         "best_metrics": state.best_metrics,
         "param_groups": opt["param_groups"],
@@ -130,6 +132,7 @@ def load_checkpoint(
         bad_evals=int(meta["bad_evals"]),
         finished=bool(meta["finished"]),
         best_score=meta["best_score"],
+        best_seen=meta.get("best_seen", meta["best_score"]),
         best_epoch=int(meta["best_epoch"]),
         best_metrics=dict(meta["best_metrics"]),
         best_model=_unflat("best_model", tensors),

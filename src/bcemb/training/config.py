@@ -21,7 +21,8 @@ class TrainConfig:
         warmup_epochs: Joint methods only keep epochs after this (their alignment loss needs
             time to settle).
         patience: Stop after this many evaluations without a better Recall@primary_k
-            (``None``: never stop early, as in the paper).
+            (``None``: never stop early, as in the paper). The same rule for every method:
+            no run stops within ``warmup_epochs``, joint or not.
         ks: The K of Recall@K.
         primary_k: The K that selects the best epoch.
         posthoc_steps: Full-batch Adam steps to fit a post-hoc transform on frozen embeddings.

@@ -29,12 +29,17 @@ class StepOutput:
             the caller did not ask for them.
         ids: Global row ids of ``z`` (indices into :meth:`Objective.embed`'s output). ``[R]``.
         weight: Optional row weights (e.g. multiplicities of repeated rows). ``[R]``.
+        align_scale: The batch's alignment term is this times the (weighted) mean of the
+            per-row alignment loss. BPR batches use 3, one mean squared error per node role
+            (users, positive items, negative items) as the reference implementation sums
+            them, so that the paper's ``lambda`` means what it meant there.
     """
 
     loss: Tensor
     z: Tensor | None = None
     ids: Tensor | None = None
     weight: Tensor | None = None
+    align_scale: float = 1.0
 
 
 @runtime_checkable

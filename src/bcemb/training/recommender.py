@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from bcemb.data.sampling import BPRSampler
-from bcemb.losses import bpr_loss_rows
+from bcemb.losses import BATCH_ROLES, bpr_loss_rows
 from bcemb.models.graph_input import GraphInput
 from bcemb.models.sampled_plan import build_sampled_plan
 from bcemb.training.objectives import StepOutput
@@ -138,7 +138,8 @@ class BPRObjective:
         loss = bpr_loss_rows(z, inverse, counts, len(user), weight_decay=self.weight_decay)
         if not with_rows:
             return StepOutput(loss)
-        return StepOutput(loss, z, ids, counts.to(z.dtype))
+        # The reference adds one MSE per role (B rows each): BATCH_ROLES x the mean over 3B rows.
+        return StepOutput(loss, z, ids, counts.to(z.dtype), align_scale=BATCH_ROLES)
 
     @torch.no_grad()
     def embed(self, model: nn.Module) -> Tensor:

@@ -103,6 +103,8 @@ def train_model(
         generator: The only source of randomness for batches.
         alignment: The joint alignment term (None: the task loss alone).
         warmup_epochs: Epochs not eligible as the best (joint methods let the alignment settle).
+            Early stopping (``config.patience``) is the same for every method: it counts
+            evaluations without a better score and never stops within ``config.warmup_epochs``.
         show_progress: Progress bar (None: on when logging at INFO).
         desc: Progress-bar label.
         checkpoint: A file where the loop's state is saved at every evaluation; when it
@@ -164,15 +166,24 @@ def _train_model(
         state.curve.append(row)
         state.epoch = epoch
         bar.set_postfix(loss=f"{row['loss']:.4f}", r=f"{score:.4f}")
+        # Selection: the best evaluation after this method's warm-up (the paper: joint
+        # methods only after epoch 50); the last epoch is always eligible.
         eligible = epoch > warmup_epochs or epoch == config.epochs
         if eligible and (state.best_score is None or score > state.best_score):
             state.best_score, state.best_epoch, state.best_metrics = score, epoch, metrics
             state.best_model = copy.deepcopy(model.state_dict())
             state.best_transform = copy.deepcopy(transform.state_dict()) if transform is not None else None
-            state.bad_evals = 0
-        elif eligible:
+        # Stopping is one rule for every method (issue 9: a joint method's warm-up must not
+        # let it train longer than the others): patience counts evaluations without a better
+        # score on the whole curve, and no run stops within config.warmup_epochs.
+        if state.best_seen is None or score > state.best_seen:
+            state.best_seen, state.bad_evals = score, 0
+        else:
             state.bad_evals += 1
-            state.finished = config.patience is not None and state.bad_evals >= config.patience
+        state.finished = (
+            config.patience is not None and state.bad_evals >= config.patience
+            and epoch > max(config.warmup_epochs, warmup_epochs) and state.best_score is not None
+        )
         if checkpoint is not None:
             save_checkpoint(checkpoint, state, model, transform, opt, generator)
         if state.finished:
@@ -205,7 +216,7 @@ def train_step(
     if alignment is not None:
         if out.z is None or out.ids is None:
             raise ValueError(f"{type(objective).__name__}.step returned no rows to align")
-        align = alignment.loss(
+        align = out.align_scale * alignment.loss(
             out.z, alignment.target[out.ids], alignment.transform, alignment.previous, out.weight
         )
         loss = loss + alignment.lam * align

@@ -20,9 +20,8 @@ from bcemb.data.graph import DataError, EvolvingGraph
 GENRES = (
     "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
     "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
-    "Thriller", "War", "Western", "unknown",
-)  # fmt: skip
-DECADES = ("1920s", "1930s", "1940s", "1950s", "1960s", "1970s", "1980s", "1990s")
+    "Thriller", "War", "Western",
+)  # fmt: skip  ("unknown" is on 2 items only: below the threshold of 5)
 
 _NO_RECBOLE = importlib.util.find_spec("recbole") is None
 
@@ -85,17 +84,19 @@ def test_matches_the_raw_file(ml: EvolvingGraph) -> None:
 def test_feature_groups(ml: EvolvingGraph) -> None:
     assert set(ml.item_features) == {"category", "brand"}
     cat, brand = ml.item_features["category"], ml.item_features["brand"]
-    assert cat.vocab == tuple(sorted(GENRES)) and len(cat.vocab) == 19
-    assert brand.vocab == DECADES
+    assert cat.vocab == tuple(sorted(GENRES)) and len(cat.vocab) == 18
+    # release years of at least 5 movies, as the reference keeps brands of >= 5 items
+    assert len(brand.vocab) == 44 and all(y.isdigit() for y in brand.vocab)
+    year_counts = Counter(v for i in range(brand.num_items) for v in brand.bag(i))
+    assert min(year_counts.values()) >= 5
     assert cat.num_items == brand.num_items == 1682
     pos = _pos(ml)
     assert cat.bag(pos["1"]) == ["Animation", "Children's", "Comedy"]  # Toy Story (1995)
-    assert brand.bag(pos["1"]) == ["1990s"]
-    assert cat.bag(pos["267"]) == ["unknown"] and brand.bag(pos["267"]) == []  # no year
-    # a single decade per item at most; every item has at least one genre
+    assert brand.bag(pos["1"]) == ["1995"]
+    assert cat.bag(pos["267"]) == [] and brand.bag(pos["267"]) == []  # "unknown", no year
+    # a single year per item at most
     assert (np.diff(brand.offsets) <= 1).all()
-    assert (np.diff(cat.offsets) >= 1).all()
-    assert int((np.diff(brand.offsets) == 1).sum()) >= 1680
+    assert int((np.diff(brand.offsets) == 1).sum()) == 1603
 
 
 def test_registered_names() -> None:
@@ -116,7 +117,9 @@ def _write_folder(tmp_path: Path, inter: str | None, item: str | None) -> Path:
 
 
 GOOD_INTER = INTER_HEADER + "7\t50\t4\t300\n9\t51\t2\t100\n7\t51\t5\t200\n"
-GOOD_ITEM = ITEM_HEADER + "50\tStar Wars (1977)\t1977\tAction Sci-Fi\n51\tSome Film\t1995\tDrama\n"
+GOOD_ITEM = ITEM_HEADER + "50\tStar Wars (1977)\t1977\tAction Sci-Fi\n51\tSome Film\t1995\tDrama\n" + "".join(
+    f"{60 + i}\tFilm {i}\t1995\tDrama Comedy\n" for i in range(4)
+)  # 1995 and Drama on 5 items: kept; the rest on fewer than 5: dropped
 
 
 def test_tiny_folder_loads(tmp_path: Path) -> None:
@@ -125,9 +128,17 @@ def test_tiny_folder_loads(tmp_path: Path) -> None:
     assert g.timestamp.tolist() == [100, 200, 300]
     assert g.user_ids.tolist() == ["9", "7"] and g.item_ids.tolist() == ["51", "50"]
     assert g.rating.tolist() == [2.0, 5.0, 4.0]
-    assert g.item_features["category"].bag(1) == ["Action", "Sci-Fi"]
-    assert g.item_features["brand"].bag(1) == ["1970s"]
-    assert g.item_features["brand"].bag(0) == ["1990s"]
+
+
+def test_tiny_folder_keeps_feature_values_of_five_items(tmp_path: Path) -> None:
+    # Values are counted over the items of the log (as the reference counts reviewed items).
+    inter = GOOD_INTER + "".join(f"9\t{60 + i}\t3\t{400 + i}\n" for i in range(4))
+    g = load_movielens_100k(path=_write_folder(tmp_path, inter, GOOD_ITEM))
+    assert g.item_features["category"].vocab == ("Drama",)  # Comedy on 4 items only
+    assert g.item_features["category"].bag(1) == []
+    assert g.item_features["brand"].bag(1) == []  # 1977: one movie
+    assert g.item_features["brand"].bag(0) == ["1995"]
+    assert g.item_features["category"].bag(0) == ["Drama"]
 
 
 @pytest.mark.parametrize(

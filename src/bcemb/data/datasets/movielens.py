@@ -1,7 +1,9 @@
 """MovieLens-100K, read from the files that the ``recbole==1.2.1`` wheel ships.
 
-Genres become the ``category`` group and the release decade a single-valued group in the
-role of the paper's ``brand``. recbole itself is never imported: only its data files are read.
+Genres become the ``category`` group and the release year a single-valued group in the role
+of the paper's ``brand``; as the reference's Amazon pipeline does for categories and brands,
+values carried by fewer than 5 items are dropped (``MIN_FEATURE_COUNT``). recbole itself is
+never imported: only its data files are read.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from bcemb.data.graph import DataError, EvolvingGraph
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_movielens_100k", "movielens_100k_dir"]
+__all__ = ["load_movielens_100k", "movielens_100k_dir", "MIN_FEATURE_COUNT"]
+
+#: Feature values on fewer items are dropped (the reference's frequency threshold).
+MIN_FEATURE_COUNT = 5
 
 
 def movielens_100k_dir() -> Path:
@@ -55,7 +60,8 @@ def load_movielens_100k(*, path: str | Path | None = None) -> EvolvingGraph:
 
     Returns:
         943 users, 1,682 items, 100,000 rated edges with timestamps; item groups ``category``
-        (19 genres) and ``brand`` (release decade).
+        (18 genres: "unknown" is on 2 items only) and ``brand`` (44 release years, those of at
+        least 5 movies; 79 older or rarer movies have no year value).
     """
     folder = Path(path) if path is not None else movielens_100k_dir()
     header, rows = _read_table(folder / "ml-100k.inter")
@@ -80,20 +86,20 @@ def load_movielens_100k(*, path: str | Path | None = None) -> EvolvingGraph:
     iheader, irows = _read_table(folder / "ml-100k.item")
     icol = {h: i for i, h in enumerate(iheader)}
     genres: dict[object, list[str]] = {}
-    decades: dict[object, list[str]] = {}
+    years: dict[object, list[str]] = {}
     for r in irows:
         if len(r) < len(iheader):
             continue
         item = r[icol["item_id"]]
         genres[item] = r[icol["class"]].split()
         year = r[icol["release_year"]].strip()
-        decades[item] = [f"{year[:3]}0s"] if year.isdigit() else []
+        years[item] = [year] if year.isdigit() else []
     return EvolvingGraph.from_log(
         data[:, 0].astype(str),
         data[:, 1].astype(str),
         ratings,
         timestamps,
-        item_features={"brand": decades, "category": genres},
-        min_feature_count=1,
+        item_features={"brand": years, "category": genres},
+        min_feature_count=MIN_FEATURE_COUNT,
         name="ml-100k",
     )
