@@ -85,12 +85,17 @@ def serve(
     if not 0 <= port <= 65535:
         raise _fail(f"--port must be between 0 and 65535, got {port}", 2)
     try:
+        import orjson  # noqa: F401
         import uvicorn  # noqa: F401
 
-        from bcemb.serve.app import create_app
         from bcemb.serve.server import bind, raise_open_file_limit, run
     except ImportError:
         raise _fail("serving needs the 'serve' extra: pip install 'bcemb[serve]'") from None
+    try:  # first: a busy port fails at once, before the store is opened
+        sock = bind(host, port)
+    except OSError as err:
+        raise _fail(str(err)) from None
+    from bcemb.serve.app import create_app
     from bcemb.store import StoreError
 
     try:
@@ -106,6 +111,7 @@ def serve(
             store, limits=limits, refresh_seconds=refresh_seconds, docs=docs
         )
     except (StoreError, ValueError, OSError) as err:
+        sock.close()
         raise _fail(str(err)) from None
     files = raise_open_file_limit()
     if max_connections > files - 64:
@@ -113,10 +119,6 @@ def serve(
             f"warning: --max-connections {max_connections} is near the open-file limit {files}",
             err=True,
         )
-    try:
-        sock = bind(host, port)
-    except OSError as err:
-        raise _fail(str(err)) from None
     if not _is_loopback(host):
         typer.echo(
             f"warning: binding {host} makes the service reachable from other machines", err=True
