@@ -237,28 +237,33 @@ def benchmark(
     lams: Annotated[str, typer.Option(help="Lambda sweep for the joint methods; '' for none.")] = "1,2,4,8,16,32",
     lam: Annotated[Optional[float], typer.Option(help="The default lambda (default: the configuration's `lam`, 16).")] = None,
     seed: SeedOpt = 0,
+    seeds: Annotated[Optional[str], typer.Option(
+        help="Training seeds, '0,1,2', or a count ('5' = 0..4): one benchmark per seed under OUT/seed_<s>; "
+             "`bcemb report OUT` then gives mean +- 95% t-intervals.")] = None,
     device: DeviceOpt = "cpu",
     sets: SetOpt = None,
     verbose: VerboseOpt = True,
 ) -> None:
     """Train every method, train the consumers, compute the three metrics (Table 3, Figures 3-5)."""
     _setup_logging(verbose)
-    from bcemb.evaluation.summary import table3
-    from bcemb.experiments.benchmark import run_benchmark
+    from bcemb.evaluation.summary import TABLE3_METRICS, over_seeds, table3
+    from bcemb.experiments.benchmark import parse_seeds, run_benchmark, run_seeds
 
     try:
         cfg = _config(profile, seed, device, sets, dataset=dataset, lam=lam,
                       dataset_options=_dataset_options(dataset, reviews, meta, synthetic, log, log_option))
-        rows = run_benchmark(
-            cfg, out, methods=methods.split(",") if methods else None,
-            lams=_lams(lams), show_progress=verbose,
-        )
+        kwargs = {"methods": methods.split(",") if methods else None, "lams": _lams(lams), "show_progress": verbose}
+        if seeds is not None:
+            per_seed = run_seeds(cfg, out, parse_seeds(seeds), **kwargs)
+            table = over_seeds({s: table3(r) for s, r in per_seed.items()}, ["method", "lam"], TABLE3_METRICS)
+        else:
+            table = table3(run_benchmark(cfg, out, **kwargs))
     except KeyboardInterrupt:
         _interrupted(out)
     except (ValueError, KeyError, OSError) as err:
         _fail(err)
-    typer.echo(table3(rows).round(3).to_string(index=False))
-    typer.echo(f"results written to {out / 'results.parquet'}; next: bcemb report {out}")
+    typer.echo(table.round(3).to_string(index=False))
+    typer.echo(f"results written to {out}; next: bcemb report {out}")
 
 
 @app.command()

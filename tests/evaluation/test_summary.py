@@ -44,3 +44,26 @@ def test_per_version_means_is_the_other_order():
     assert bc["intended"] == pytest.approx(-5.0)
     assert bc["unintended"] == pytest.approx(-20.0 / 3)
     assert bc["align_error"] == pytest.approx((0.5 + 1.0) / 2)
+
+
+def test_over_seeds_and_paired_comparison_hand_computed():
+    import numpy as np
+
+    from bcemb.evaluation.summary import over_seeds, paired_comparison
+
+    def t(bc, js):
+        return pd.DataFrame({"method": ["bc-aligner", "joint-lin-sloss", KEEP_ALL], "lam": [16.0, 16.0, np.nan],
+                             "sum": [bc, js, 0.0], "align_error": [bc / 10, js / 10, 0.0],
+                             "intended": [0.0] * 3, "unintended": [0.0] * 3})
+
+    tables = {0: t(-3.0, -5.0), 1: t(-4.0, -5.0), 2: t(-2.0, -6.0)}
+    agg = over_seeds(tables, ["method", "lam"], ["sum"]).set_index("method")
+    # mean -3, sd 1, t_{0.975, 2} = 4.302653
+    assert agg.loc["bc-aligner", "sum"] == pytest.approx(-3.0)
+    assert agg.loc["bc-aligner", "sum_ci"] == pytest.approx(4.302653 / math.sqrt(3), rel=1e-5)
+    assert agg.loc[KEEP_ALL, "seeds"] == 3 and math.isnan(agg.loc[KEEP_ALL, "lam"])
+    paired = paired_comparison(tables, "bc-aligner", "joint-lin-sloss", 16.0).set_index("metric")
+    # differences 2, 1, 4: mean 7/3, sd sqrt(7/3)
+    assert paired.loc["sum", "difference"] == pytest.approx(7 / 3)
+    assert paired.loc["sum", "ci"] == pytest.approx(4.302653 * math.sqrt(7 / 3) / math.sqrt(3), rel=1e-5)
+    assert paired.loc["sum", "seeds"] == 3

@@ -5,10 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bcemb.evaluation.intervals import paired_difference, t_interval
 from bcemb.evaluation.metrics import relative_change
 from bcemb.methods import KEEP_ALL
 
-__all__ = ["per_version", "per_version_means", "table3", "PAPER_TABLE3", "KEEP_ALL"]
+__all__ = [
+    "per_version", "per_version_means", "table3", "over_seeds", "paired_comparison", "TABLE3_METRICS",
+    "PAPER_TABLE3", "KEEP_ALL",
+]
 
 #: The paper's Table 3 on Amazon Musical Instruments, in %, and the L2 alignment error.
 PAPER_TABLE3: dict[str, tuple[float, float, float, float]] = {
@@ -131,3 +135,55 @@ def per_version_means(rows: pd.DataFrame, *, primary_k: int = 50) -> pd.DataFram
             "align_error": float(grp["align_error"].mean()),
         })
     return pd.DataFrame(out)
+
+
+#: The columns of :func:`table3` that get a confidence interval over seeds.
+TABLE3_METRICS = ("intended", "unintended", "sum", "align_error", "recall", "auc")
+
+
+def over_seeds(frames: dict[int, pd.DataFrame], keys: list[str], metrics: tuple[str, ...] | list[str],
+               *, level: float = 0.95) -> pd.DataFrame:
+    """Mean and t-interval half width (``<metric>_ci``) of each metric over seeds, per ``keys``.
+
+    ``frames`` maps a training seed to a frame (e.g. its :func:`table3`); rows are matched on
+    ``keys`` (``lam`` NaN matches NaN). Adds ``seeds``, the number of seeds a row has.
+    """
+    both = pd.concat([f.assign(run_seed=s) for s, f in frames.items()], ignore_index=True)
+    both = both.assign(_lam=both["lam"].fillna(-1.0)) if "lam" in keys else both
+    group = ["_lam" if k == "lam" else k for k in keys]
+    out = []
+    for key, grp in both.groupby(group, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        row = {k: (np.nan if k == "lam" and v < 0 else v) for k, v in zip(keys, key, strict=True)}
+        for m in metrics:
+            if m not in grp:
+                continue
+            mean, half, n = t_interval(grp[m].to_numpy(), level=level)
+            row[m], row[f"{m}_ci"] = mean, half
+        row["seeds"] = int(grp["run_seed"].nunique())
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def paired_comparison(
+    tables: dict[int, pd.DataFrame], a: str, b: str, lam: float, *, level: float = 0.95,
+    metrics: tuple[str, ...] = ("intended", "unintended", "sum", "align_error"),
+) -> pd.DataFrame:
+    """``a - b`` per metric over the seeds where both ran, with its paired t-interval.
+
+    ``tables`` maps a training seed to its :func:`table3`. Lower alignment error and higher
+    (less negative) degradations are better.
+    """
+    pairs = []
+    for seed, t in tables.items():
+        ra = t[(t["method"] == a) & (t["lam"] == lam)]
+        rb = t[(t["method"] == b) & (t["lam"] == lam)]
+        if len(ra) and len(rb):
+            pairs.append((seed, ra.iloc[0], rb.iloc[0]))
+    rows = []
+    for m in metrics:
+        va = np.array([p[1][m] for p in pairs], dtype=float)
+        vb = np.array([p[2][m] for p in pairs], dtype=float)
+        mean, half, n = paired_difference(va, vb, level=level)
+        rows.append({"metric": m, "difference": mean, "ci": half, "seeds": n})
+    return pd.DataFrame(rows)

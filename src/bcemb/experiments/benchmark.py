@@ -7,6 +7,7 @@ evaluated methods are kept on disk and not redone.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ from bcemb.utils import environment, progress, resolve_device, write_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["run_benchmark", "run_dir_name", "KEEP_ALL", "PAPER_LAMS"]
+__all__ = ["run_benchmark", "run_seeds", "parse_seeds", "seed_dir", "run_dir_name", "KEEP_ALL", "PAPER_LAMS"]
 
 PAPER_LAMS: tuple[float, ...] = (1, 2, 4, 8, 16, 32)
 ROW_COLUMNS = ["method", "lam", "version", "task", "seed", "metric", "value"]
@@ -177,3 +178,47 @@ def _keep_all_rows(
     rows += [{"method": KEEP_ALL, "lam": float("nan"), "version": k, "task": "embedding", "seed": -1,
               "metric": "align_error", "value": 0.0} for k in range(data.num_versions)]
     return pd.DataFrame(rows, columns=ROW_COLUMNS)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]``; a single number ``n`` -> ``0 .. n-1`` (``"5"``: five seeds)."""
+    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError as err:
+        raise ValueError(f"--seeds takes '0,1,2' or a count such as '5', got {text!r}") from err
+    if not values:
+        raise ValueError("--seeds is empty")
+    if len(values) == 1:
+        if values[0] < 1:
+            raise ValueError(f"a seed count must be >= 1, got {values[0]}")
+        return list(range(values[0]))
+    if len(set(values)) != len(values) or min(values) < 0:
+        raise ValueError(f"seeds must be distinct and >= 0, got {values}")
+    return values
+
+
+def seed_dir(out: str | Path, seed: int) -> Path:
+    """The benchmark folder of one training seed below a multi-seed folder."""
+    return Path(out) / f"seed_{seed}"
+
+
+def run_seeds(
+    config: ExperimentConfig, out: str | Path, seeds: Sequence[int], **kwargs: object
+) -> dict[int, pd.DataFrame]:
+    """:func:`run_benchmark` once per training seed into ``OUT/seed_<s>``; ``OUT/seeds.json``
+    lists them (``bcemb report OUT`` then gives means with 95% t-intervals over seeds).
+
+    Every seed is a whole benchmark (its own models, consumers and rows) and resumes alone.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = [int(s) for s in seeds]
+    write_json(out / "seeds.json", {"seeds": seeds, "config": config.to_dict()})
+    results = {}
+    for s in seeds:
+        cfg = copy.deepcopy(config)
+        cfg.seed = s
+        logger.info("training seed %d of %s", s, seeds)
+        results[s] = run_benchmark(cfg, seed_dir(out, s), **kwargs)  # type: ignore[arg-type]
+    return results
