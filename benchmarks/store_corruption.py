@@ -110,12 +110,12 @@ def _in_place(kind: str) -> Callable[[Path], None]:
 SERVED = ["overwrite_50", "flip_last", "truncate_half", "truncate_empty", "append"]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bit-flips", type=int, default=20, help="random single-bit flips per file")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.CRITICAL)
 
     from bcemb.store import EmbeddingStore, StoreError, load_manifest, publish

@@ -49,7 +49,7 @@ def _files(root: Path) -> set[str]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--users", type=int, default=20_000)
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--dims", default="64,96,128")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
 
     import numpy as np

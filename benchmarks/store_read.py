@@ -41,7 +41,7 @@ def _median_pair(f, g, repeats: int) -> tuple[float, float]:  # type: ignore[no-
     return statistics.median(tf), statistics.median(tg)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=50_000)
     parser.add_argument("--items", type=int, default=5_000)
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2000, help="calls per size (fewer for large sizes)")
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads (both sides)")
     parser.add_argument("--workdir", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
     import numpy as np

@@ -112,3 +112,13 @@ def test_cli_check_exits_1_and_names_files(store_dir: Path) -> None:
     shutil.rmtree(store_dir / "versions")
     gone = runner.invoke(app, ["check", "--store", str(store_dir)])
     assert gone.exit_code == 1 and "missing file" in gone.output
+
+
+def test_cli_gc_restores_a_missing_pointer(store_dir: Path) -> None:
+    (store_dir / "CURRENT").unlink()
+    runner = CliRunner()
+    ls = runner.invoke(app, ["ls", "--store", str(store_dir)])
+    assert ls.exit_code == 1 and "store gc" in ls.output
+    gc = runner.invoke(app, ["gc", "--store", str(store_dir)])
+    assert gc.exit_code == 0 and "restored" in gc.output and "removed 0 leftover" in gc.output
+    assert runner.invoke(app, ["check", "--store", str(store_dir)]).exit_code == 0

@@ -93,3 +93,13 @@ def test_ids_of_other_types(store_dir: Path) -> None:
     assert store.get([]).shape == (0, store.dim())
     if first.isdigit():
         np.testing.assert_array_equal(store.get([int(first)]), store.get([first]))
+
+
+def test_ids_from_a_generator_or_an_array(store_dir: Path) -> None:
+    store = EmbeddingStore(store_dir)
+    ids = list(store.ids("user")[:4])
+    expected = store.get(ids, version=1)
+    np.testing.assert_array_equal(store.get((i for i in ids), version=1), expected)
+    np.testing.assert_array_equal(store.get(np.array(ids), version=1), expected)
+    with pytest.raises(UnknownIdsError, match="'nope'"):
+        store.get(i for i in [*ids, "nope"])

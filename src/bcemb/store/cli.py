@@ -384,8 +384,14 @@ def gc(store: StoreOpt) -> None:
     """Delete files that interrupted publishes left behind (restores a missing CURRENT first)."""
     from bcemb.store.publish import collect_garbage
 
+    from bcemb.store.manifest import POINTER, read_pointer
+
+    had_pointer = (store / POINTER).exists()
     with _errors():
         removed = collect_garbage(store)
+        pointer = read_pointer(store)
+    if not had_pointer and pointer is not None:
+        typer.echo(f"restored {store / POINTER}: it was missing; it now points at {pointer[0]}")
     typer.echo(f"removed {len(removed)} leftover file(s) from {store}")
 
 

@@ -486,9 +486,11 @@ class EmbeddingStore:
             _check_kind(kind)
         if isinstance(ids, str | bytes):
             raise TypeError(f"ids must be a sequence of ids, got the single {type(ids).__name__} {ids!r}")
+        if not isinstance(ids, list | tuple):
+            ids = list(ids)  # a generator is read once; the fallback below reads it again
         rows = index.rows  # type: ignore[union-attr]
         try:  # the common case: known string ids, one dict lookup each
-            return np.array([rows[i] for i in ids], dtype=np.intp).reshape(-1)
+            return np.array([rows[i] for i in ids], dtype=np.intp)
         except (KeyError, TypeError):
             pass
         keys = _as_keys(ids)  # integers, or an error naming the bad id
@@ -522,13 +524,14 @@ class EmbeddingStore:
             UnknownIdsError: Unknown ids (named on the error).
             UnknownVersionError: A version the store does not have.
         """
-        j = self._version(version)
+        latest = self.manifest.latest
+        j = latest if version is None else self._version(version)
         rows = self.rows(ids, kind=kind)
         # Checksums were verified at opening; here only a cheap fstat makes sure the mapped
         # file has not been changed or truncated since (see ServedArray).
         self._served[kind].ensure_unchanged()
         z = self._emb[kind][rows]  # a copy of the rows (fancy indexing), float32
-        if j != self.latest:
+        if j != latest:
             z = self._map(z, j)
         # Tagged with their space, so that mixing versions through the library raises.
         space = self._spaces.get(j)
