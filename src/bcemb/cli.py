@@ -307,7 +307,10 @@ def chains(
 
 
 def _mount_optional() -> None:
-    """The store and the HTTP service (FastAPI is an extra)."""
+    """The store, ``adapt`` and the HTTP service (FastAPI is an extra)."""
+    from bcemb.compat.cli import adapt
+
+    app.command("adapt")(adapt)
     from bcemb.store.cli import app as store_app
 
     app.add_typer(store_app, name="store", help="The keep-latest embedding store.")

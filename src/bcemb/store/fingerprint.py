@@ -95,7 +95,12 @@ def manifest_space(manifest: Manifest, version: int) -> SpaceFingerprint:
         raise StoreError(f"unknown version {version}; the store has versions 0..{manifest.latest}")
     files = manifest.files
     latest = manifest.versions[manifest.latest]
-    model = files[latest.files["model"]].sha256
+    if "model" in latest.files:
+        model = files[latest.files["model"]].sha256
+    else:  # a version of vectors only (bcemb adapt): its vectors identify the space
+        model = hashlib.sha256(
+            "".join(files[latest.files[r]].sha256 for r in ("user_emb", "item_emb")).encode()
+        ).hexdigest()
     links = tuple(
         files[manifest.versions[i].files["transform"]].sha256
         for i in range(version + 1, manifest.latest + 1)

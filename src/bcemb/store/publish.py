@@ -402,12 +402,16 @@ def _stage_version(
     record("probes", "probes.parquet")
 
     model_src = vdir / "model.safetensors"
-    if not model_src.is_file():
+    # A run of vectors only (``bcemb adapt``: models we did not train) declares "model": null;
+    # its versions have embeddings and transforms but no model to embed new nodes.
+    vectors_only = "model" in config and config["model"] is None
+    if not model_src.is_file() and not vectors_only:
         raise PublishError(f"missing file: {model_src}")
     parts: list[str] = []
     if keep:
-        sio.copy_file(model_src, out / "model.safetensors")
-        record("model", "model.safetensors")
+        if not vectors_only:
+            sio.copy_file(model_src, out / "model.safetensors")
+            record("model", "model.safetensors")
         sio.write_npy(out / "user_emb.npy", user_emb)
         record("user_emb", "user_emb.npy")
         sio.write_npy(out / "item_emb.npy", item_emb)
@@ -429,7 +433,7 @@ def _stage_version(
                 parts.append(record(None, name))
 
     model_check = None
-    if is_latest and graph is not None:  # a graph model embeds new nodes on this snapshot
+    if is_latest and graph is not None and not vectors_only:  # a graph model embeds new nodes on this snapshot
         snapshot = _snapshot(graph, config, k, n_users, n_items, vdir)
         save_graph(snapshot, out / "graph", overwrite=False)
         for f in sorted((out / "graph").rglob("*")):
@@ -455,7 +459,7 @@ def _stage_version(
         files=roles,
         parts=tuple(parts),
         num_probes=int(n_probes),
-        model_bytes=model_src.stat().st_size,
+        model_bytes=0 if vectors_only else model_src.stat().st_size,
         raw_embedding_bytes=4 * n_nodes * int(dim),
         metrics=metrics if isinstance(metrics, dict) else {},
         source={"run": str(run_dir.resolve()), "folder": vdir.name},

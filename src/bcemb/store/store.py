@@ -413,7 +413,7 @@ class EmbeddingStore:
                 if v.version == self.latest
                 else ("one matrix" if self.chain.linear_to(v.version) else "step by step"),
                 "embeddings": "kept" if v.embeddings_kept else "retired",
-                "model": "kept" if v.model_kept else "retired",
+                "model": "kept" if v.model_kept else ("none" if not v.model_bytes else "retired"),
                 "num_probes": v.num_probes,
             }
             for v in self.manifest.versions
