@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +140,7 @@ class EmbeddingService:
             ("POST", "/embeddings"): self.embeddings,
         }
         self._docs = docs
+        self._deadlines = _Deadlines()
         self._docs_paths = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 
     @property
@@ -318,23 +320,77 @@ class EmbeddingService:
         chunks: list[bytes] = []
         size = 0
         more = True
-        while more:
-            try:
-                async with asyncio.timeout(self.limits.body_timeout):
-                    message = await receive()
-            except TimeoutError:
-                raise HTTPProblem(
-                    408, f"request body not received within {self.limits.body_timeout:g} s"
-                ) from None
-            if message["type"] != "http.request":
-                raise HTTPProblem(400, "the client went away before sending its body")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise HTTPProblem(413, f"request body larger than {limit} bytes")
-            chunks.append(chunk)
-            more = message.get("more_body", False)
+        task = asyncio.current_task()
+        assert task is not None
+        deadlines = self._deadlines
+        try:
+            while more:
+                deadlines.set(task, self.limits.body_timeout)
+                message = await receive()
+                if message["type"] != "http.request":
+                    raise HTTPProblem(400, "the client went away before sending its body")
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPProblem(413, f"request body larger than {limit} bytes")
+                chunks.append(chunk)
+                more = message.get("more_body", False)
+        except asyncio.CancelledError:
+            if not deadlines.expired(task):
+                raise
+            raise HTTPProblem(
+                408, f"request body not received within {self.limits.body_timeout:g} s"
+            ) from None
+        finally:
+            deadlines.clear(task)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class _Deadlines:
+    """Deadlines of body reads, enforced by one periodic task per event loop.
+
+    A timer per read (``asyncio.timeout``) costs more than reading a small body; here a read
+    costs two dict operations, and the task of a read past its deadline is cancelled by a
+    task that wakes every ``period`` seconds (so a deadline holds to within ``period``).
+    """
+
+    def __init__(self, period: float = 0.25) -> None:
+        self.period = period
+        self._pending: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._reaper: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def set(self, task: asyncio.Task[Any], seconds: float) -> None:
+        """``task`` must be done reading within ``seconds``."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._reaper is None or self._reaper.done():
+            self._loop = loop
+            self._reaper = loop.create_task(self._reap())
+        self._pending[task] = time.monotonic() + seconds
+
+    def clear(self, task: asyncio.Task[Any]) -> None:
+        """``task`` is done reading."""
+        self._pending.pop(task, None)
+        self._expired.discard(task)
+
+    def expired(self, task: asyncio.Task[Any]) -> bool:
+        """Whether ``task`` was cancelled for its deadline (then the cancellation is undone)."""
+        if task not in self._expired:
+            return False
+        self._expired.discard(task)
+        task.uncancel()
+        return True
+
+    async def _reap(self) -> None:
+        while True:
+            await asyncio.sleep(self.period)
+            now = time.monotonic()
+            late = [t for t, d in self._pending.items() if d <= now]
+            for task in late:
+                del self._pending[task]
+                self._expired.add(task)
+                task.cancel()
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:

@@ -49,10 +49,14 @@ class Answer:
 
     def fields(self) -> bytes:
         """The common JSON fields, without the closing brace."""
-        head = orjson.dumps(
-            {"version": self.version, "latest": self.latest, "kind": self.kind, "dim": self.dim}
-        )
-        return head[:-1] + b',"ids":' + orjson.dumps(self.ids)
+        fields = {
+            "version": self.version,
+            "latest": self.latest,
+            "kind": self.kind,
+            "dim": self.dim,
+            "ids": self.ids,
+        }
+        return orjson.dumps(fields)[:-1]
 
 
 def json_matrix(vectors: np.ndarray) -> str:
