@@ -347,27 +347,27 @@ class EmbeddingService:
 
 
 class _Deadlines:
-    """Deadlines of body reads, enforced by one periodic task per event loop.
+    """Deadlines of body reads, enforced by one periodic check per event loop.
 
     A timer per read (``asyncio.timeout``) costs more than reading a small body; here a read
-    costs two dict operations, and the task of a read past its deadline is cancelled by a
-    task that wakes every ``period`` seconds (so a deadline holds to within ``period``).
+    costs two dict operations, and a check every ``period`` seconds (while reads are pending)
+    cancels the reads past their deadline (so a deadline holds to within ``period``).
     """
 
     def __init__(self, period: float = 0.25) -> None:
         self.period = period
         self._pending: dict[asyncio.Task[Any], float] = {}
         self._expired: set[asyncio.Task[Any]] = set()
-        self._reaper: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def set(self, task: asyncio.Task[Any], seconds: float) -> None:
         """``task`` must be done reading within ``seconds``."""
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop or self._reaper is None or self._reaper.done():
-            self._loop = loop
-            self._reaper = loop.create_task(self._reap())
         self._pending[task] = time.monotonic() + seconds
+        loop = asyncio.get_running_loop()
+        if self._timer is None or self._loop is not loop:
+            self._loop = loop
+            self._timer = loop.call_later(self.period, self._check)
 
     def clear(self, task: asyncio.Task[Any]) -> None:
         """``task`` is done reading."""
@@ -382,15 +382,15 @@ class _Deadlines:
         task.uncancel()
         return True
 
-    async def _reap(self) -> None:
-        while True:
-            await asyncio.sleep(self.period)
-            now = time.monotonic()
-            late = [t for t, d in self._pending.items() if d <= now]
-            for task in late:
-                del self._pending[task]
+    def _check(self) -> None:
+        now = time.monotonic()
+        for task in [t for t, d in self._pending.items() if d <= now]:
+            del self._pending[task]
+            if not task.done():
                 self._expired.add(task)
                 task.cancel()
+        live = [t for t in self._pending if t.get_loop() is self._loop]
+        self._timer = self._loop.call_later(self.period, self._check) if live and self._loop else None
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
