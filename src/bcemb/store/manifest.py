@@ -13,6 +13,7 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import math
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -153,10 +154,84 @@ class VersionEntry:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> VersionEntry:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: A field is missing, unknown or of the wrong type (a crafted or
+                damaged manifest must fail here, not as a ``TypeError`` deep in a reader).
+        """
+        if not isinstance(d, dict):
+            raise ValueError(f"a version entry is {type(d).__name__}, not an object")
         d = dict(d)
+        unknown = set(d) - set(_VERSION_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown field(s) {sorted(unknown)} in a version entry")
+        for name, (kind, required) in _VERSION_FIELDS.items():
+            if name not in d:
+                if required:
+                    raise ValueError(f"a version entry lacks {name!r}")
+                continue
+            if not _is(d[name], kind):
+                raise ValueError(f"{name!r} of a version entry is {d[name]!r}, expected {kind}")
+        files = d["files"]
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+            raise ValueError("the files of a version entry must map roles to path strings")
+        if not all(isinstance(p, str) for p in d.get("parts", ())):
+            raise ValueError("the parts of a version entry must be path strings")
+        if d["transform"] is not None and not isinstance(d["transform"].get("kind"), str):
+            raise ValueError("the transform of a version entry has no 'kind'")
+        if "probes" not in files:
+            raise ValueError(f"version {d['version']} lists no probes")
+        if d["version"] > 0 and "transform" not in files:
+            raise ValueError(f"version {d['version']} lists no transform")
         d["parts"] = tuple(d.get("parts", ()))
         return VersionEntry(**d)
+
+
+def _is(value: Any, kind: str) -> bool:
+    """Whether a JSON value has the type ``kind`` names (``int`` excludes booleans)."""
+    if value is None:
+        return kind.endswith("?")
+    kind = kind.rstrip("?")
+    if kind in ("int", "count"):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return ok and (kind == "int" or value >= 0)
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, {"str": str, "object": dict, "list": list}[kind])
+
+
+#: Field -> (JSON type, required) of a version entry; ``?`` allows null, ``count`` is an int >= 0.
+_VERSION_FIELDS: dict[str, tuple[str, bool]] = {
+    "version": ("count", True),
+    "parent": ("count?", True),
+    "dim": ("count", True),
+    "num_users": ("count", True),
+    "num_items": ("count", True),
+    "method": ("str", True),
+    "lam": ("number?", True),
+    "created": ("str", True),
+    "transform": ("object?", True),
+    "files": ("object", True),
+    "parts": ("list", False),
+    "num_probes": ("count", False),
+    "model_bytes": ("count", False),
+    "raw_embedding_bytes": ("count", False),
+    "metrics": ("object", False),
+    "source": ("object", False),
+    "model_check": ("object?", False),
+}
+
+#: Top-level field -> JSON type of a manifest (``run`` and ``previous`` are checked apart).
+_MANIFEST_FIELDS: dict[str, str] = {
+    "seq": "count",
+    "created": "str",
+    "event": "str",
+    "latest": "count",
+    "versions": "list",
+    "files": "object",
+    "run": "object?",
+}
 
 
 @dataclass(frozen=True)
@@ -222,6 +297,16 @@ class Manifest:
                 "upgrade bcemb to read this store"
             )
         try:
+            for key, kind in _MANIFEST_FIELDS.items():
+                if key not in d or not _is(d[key], kind):
+                    raise ValueError(f"{key!r} is {d.get(key)!r}, expected {kind}")
+            for p, e in d["files"].items():
+                if (
+                    not isinstance(e, dict)
+                    or not isinstance(e.get("sha256"), str)
+                    or not _is(e.get("bytes"), "count")
+                ):
+                    raise ValueError(f"the checksum entry of {p!r} is {e!r}")
             versions = tuple(VersionEntry.from_dict(v) for v in d["versions"])
             m = Manifest(
                 seq=int(d["seq"]),
@@ -236,13 +321,19 @@ class Manifest:
                 previous=d.get("previous"),
                 format_version=fmt,
             )
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise IntegrityError(path, f"malformed manifest: {err!r}") from err
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as err:
+            raise IntegrityError(path, f"malformed manifest: {err}") from err
         _check_paths(m, path)
         if [v.version for v in m.versions] != list(range(len(m.versions))) or m.latest != len(
             m.versions
         ) - 1:
             raise IntegrityError(path, "malformed manifest: versions must be 0..latest in order")
+        if any(v.parent != (v.version - 1 if v.version else None) for v in m.versions):
+            raise IntegrityError(path, "malformed manifest: each version's parent must be the one before")
+        served = ("ids", "user_emb", "item_emb", "model")
+        lacking = [r for r in served if r not in m.versions[m.latest].files]
+        if lacking:
+            raise IntegrityError(path, f"malformed manifest: the latest version lists no {lacking}")
         for v in m.versions:
             for rel in (*v.files.values(), *v.parts):
                 if v.files.get("graph") == rel:
@@ -300,8 +391,8 @@ def read_pointer(root: Path) -> tuple[str, str] | None:
     try:
         d = json.loads(raw)
         fmt, manifest, sha, check = d["format_version"], d["manifest"], d["sha256"], d["check"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
-        raise IntegrityError(path, f"corrupt store pointer: {err!r}") from err
+    except (ValueError, KeyError, TypeError, RecursionError) as err:  # ValueError: bad JSON, UTF-8
+        raise IntegrityError(path, f"corrupt store pointer: {err!r}") from None
     if not isinstance(fmt, int) or fmt > FORMAT_VERSION:
         raise StoreFormatError(
             f"{path}: store format {fmt!r} is newer than this bcemb supports ({FORMAT_VERSION}); upgrade bcemb"
@@ -334,8 +425,8 @@ def read_manifest(root: Path, rel: str, sha256: str | None = None) -> Manifest:
         raise IntegrityError(path, "checksum mismatch: the manifest is corrupt or was modified")
     try:
         d = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise IntegrityError(path, f"corrupt manifest: {err}") from err
+    except (ValueError, RecursionError) as err:  # ValueError: bad JSON or UTF-8
+        raise IntegrityError(path, f"corrupt manifest: {err}") from None
     return Manifest.from_dict(d, path=path)
 
 
