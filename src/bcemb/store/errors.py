@@ -62,6 +62,12 @@ class UnknownVersionError(StoreError, KeyError):
         return str(self.args[0])
 
 
+def _clip(text: object, limit: int = 64) -> str:
+    """An id cut for messages: a 4 MB id must not make a 4 MB error (the id stays on ``missing``)."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
 class UnknownIdsError(StoreError, KeyError):
     """Ids the store does not know.
 
@@ -72,7 +78,7 @@ class UnknownIdsError(StoreError, KeyError):
     """
 
     def __init__(self, kind: str, missing: Sequence[str], total: int) -> None:
-        shown = ", ".join(repr(m) for m in missing[:5])
+        shown = ", ".join(repr(_clip(m)) for m in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         super().__init__(f"unknown {kind} ids ({len(missing)} of {total}): {shown}{more}")
         self.kind = kind
