@@ -13,6 +13,7 @@ from bcemb.data.sampling import BPRSampler
 from bcemb.losses import BATCH_ROLES, bpr_loss_rows
 from bcemb.models.graph_input import GraphInput
 from bcemb.models.sampled_plan import build_sampled_plan
+from bcemb.training.distributed import shard, world
 from bcemb.training.objectives import StepOutput
 
 __all__ = ["VersionData", "BPRObjective", "TRAIN_MODES", "SAMPLED_ABOVE_EDGES", "resolve_mode"]
@@ -109,9 +110,16 @@ class BPRObjective:
                 d.train_user.cpu().numpy(), d.train_item.cpu().numpy(), d.train_graph.num_items,
                 generator=generator,
             )
-        self._generator = generator
+        if self.mode == "sampled":
+            # Neighbour samples come from a generator of their own, seeded by one draw of the
+            # epoch's generator: every data-parallel rank then draws the same batches (the
+            # same consumption of ``generator``) and its own neighbour samples (+ rank).
+            seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+            self._generator = torch.Generator().manual_seed(seed + world()[0])
         device = self.data.train_user.device
         for user, pos, neg in self._sampler.epoch(batch_size):
+            # Data-parallel: this rank's slice of the batch (the whole batch on one process).
+            user, pos, neg = shard((user, pos, neg))
             yield user.to(device), pos.to(device), neg.to(device)
 
     def _rows(self, model: nn.Module, ids: Tensor) -> Tensor:

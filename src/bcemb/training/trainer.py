@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from bcemb.training.checkpoint import LoopState, load_checkpoint, save_checkpoint
 from bcemb.training.config import TrainConfig
+from bcemb.training.distributed import average_buffers, average_gradients, average_scalar
 from bcemb.training.objectives import Evaluator, Objective
 from bcemb.training.recommender import VersionData
 from bcemb.transforms.base import BackwardTransform
@@ -58,7 +59,7 @@ class TrainOutcome:
     Attributes:
         best_epoch: The selected epoch.
         metrics: The evaluator's metrics at that epoch.
-        curve: One row per evaluation (epoch, loss, align, metrics).
+        curve: One row per evaluation (epoch, loss, align, seconds since the loop started, metrics).
         seconds: Wall time.
         epochs_run: Epochs actually run (early stopping may end sooner).
     """
@@ -162,7 +163,11 @@ def _train_model(
             continue
         metrics = evaluator(model)
         score = metrics[evaluator.primary]
-        row = {"epoch": epoch, "loss": tot / max(steps, 1), "align": tot_align / max(steps, 1), **metrics}
+        row = {
+            "epoch": epoch, "loss": average_scalar(tot / max(steps, 1)),
+            "align": average_scalar(tot_align / max(steps, 1)),
+            "seconds": time.perf_counter() - start, **metrics,
+        }
         state.curve.append(row)
         state.epoch = epoch
         bar.set_postfix(loss=f"{row['loss']:.4f}", r=f"{score:.4f}")
@@ -223,7 +228,11 @@ def train_step(
         align_value = float(align.detach())
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    # Data-parallel (torch.distributed initialised): average gradients before the update and
+    # BatchNorm statistics after it, so every replica stays the same model. No-ops otherwise.
+    average_gradients([p for group in opt.param_groups for p in group["params"]])
     opt.step()
+    average_buffers(model)
     return float(loss.detach()), align_value
 
 
