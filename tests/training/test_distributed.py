@@ -33,11 +33,11 @@ def test_single_process_helpers_are_no_ops():
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
 def test_two_processes_train_what_one_process_trains(tmp_path):
     one, two = tmp_path / "one.json", tmp_path / "two.json"
-    run = [sys.executable, "-m", "bcemb.training.ddp_run"]
+    run = [sys.executable, "-m", "bcemb.experiments.ddp_run"]
     subprocess.run([*run, "--out", str(one), *ARGS], env=_env(), check=True, timeout=600)
     subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "bcemb.training.ddp_run", "--out", str(two), *ARGS],
+         "-m", "bcemb.experiments.ddp_run", "--out", str(two), *ARGS],
         env=_env(), check=True, timeout=600, capture_output=True,
     )
     a, b = json.loads(one.read_text()), json.loads(two.read_text())

@@ -34,7 +34,8 @@ class TrainConfig:
             the paper's setting), ``sampled`` (the batch's nodes through neighbour-sampled
             subgraphs) or ``auto`` (sampled above
             :data:`~bcemb.training.recommender.SAMPLED_ABOVE_EDGES` training edges).
-        fanouts: Neighbours kept per hop in sampled mode, the seeds' hop first (``-1``: all).
+        fanouts: Neighbours kept per hop in sampled mode, the seeds' hop first (``-1``: all),
+            padded with the last value to the model's depth.
         deterministic: Use PyTorch's deterministic kernels while training, so that a seed
             reproduces a run bit for bit (multithreaded scatter-adds otherwise differ in the
             last bits, and training amplifies that).
@@ -55,7 +56,7 @@ class TrainConfig:
     device: str = "cpu"
     deterministic: bool = True
     mode: str = "full"
-    fanouts: tuple[int, ...] = (10, 10, 10)
+    fanouts: tuple[int, ...] = (25,)
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field."""

@@ -10,9 +10,9 @@ process would, up to BatchNorm statistics taken over each rank's nodes and the n
 samples each rank draws. Nothing here does anything when ``torch.distributed`` is not
 initialised (or has a single rank).
 
-:mod:`bcemb.training.ddp_run` is a small runnable example (and what the tests start)::
+:mod:`bcemb.experiments.ddp_run` is a small runnable example (and what the tests start)::
 
-    torchrun --standalone --nproc_per_node=2 -m bcemb.training.ddp_run --out curve.json
+    torchrun --standalone --nproc_per_node=2 -m bcemb.experiments.ddp_run --out curve.json
 """
 
 from __future__ import annotations

@@ -93,7 +93,7 @@ class BPRObjective:
         *,
         weight_decay: float = 0.01,
         mode: str = "full",
-        fanouts: tuple[int, ...] = (10, 10, 10),
+        fanouts: tuple[int, ...] = (25,),
     ) -> None:
         self.data = data
         self.weight_decay = weight_decay

@@ -2,9 +2,9 @@
 
 Start one process per rank with ``torchrun`` (gloo on CPU, NCCL with ``--device cuda``)::
 
-    torchrun --standalone --nproc_per_node=2 -m bcemb.training.ddp_run --out curve.json
+    torchrun --standalone --nproc_per_node=2 -m bcemb.experiments.ddp_run --out curve.json
 
-or a single process with ``python -m bcemb.training.ddp_run --out curve.json``. Rank 0
+or a single process with ``python -m bcemb.experiments.ddp_run --out curve.json``. Rank 0
 writes ``--out``, rank ``r`` ``<stem>.rank<r>.json``: the loss/Recall@20 curve and a
 checksum of the trained weights (equal on every rank: the replicas stay one model).
 """
