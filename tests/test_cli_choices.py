@@ -55,3 +55,31 @@ def test_negative_lam_is_refused_before_anything_is_written(tmp_path):
     res = runner.invoke(app, ["train", "--lam", "-1", "--dataset", "synthetic", "--out", str(tmp_path / "o")])
     assert res.exit_code == 1 and "lam must be >= 0" in res.output
     assert not (tmp_path / "o").exists()
+
+
+def test_help_lists_lazy_commands_without_importing_them():
+    """Issue 12: ``bcemb --help`` imported torch through ``adapt`` (20 s on a loaded machine)."""
+    code = (
+        "import sys\nfrom bcemb.cli import main\nsys.argv = ['bcemb', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('MODULES', 'torch' in sys.modules, 'fastapi' in sys.modules, 'pandas' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split("MODULES")[1].split() == ["False", "False", "False"]
+    for name in ("adapt", "store", "serve", "train"):
+        assert name in out
+    for name, shown in (("adapt", "--old"), ("store", "publish"), ("serve", "--port")):
+        res = runner.invoke(app, [name, "--help"])
+        assert res.exit_code == 0 and f" {name} " in res.output and shown in res.output, res.output
+
+
+def test_library_errors_end_in_one_line_with_status_1(tmp_path, monkeypatch):
+    import bcemb.evaluation.report as report
+    from bcemb.store.errors import StoreError
+
+    def boom(*args, **kwargs):
+        raise StoreError(f"{tmp_path} is broken")
+
+    monkeypatch.setattr(report, "write_report", boom)
+    res = runner.invoke(app, ["report", str(tmp_path)])
+    assert res.exit_code == 1 and res.output.strip() == f"error: {tmp_path} is broken"

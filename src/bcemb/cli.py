@@ -1,18 +1,96 @@
-"""The ``bcemb`` command line: a thin wrapper around the library."""
+"""The ``bcemb`` command line: a thin wrapper around the library.
+
+``bcemb --help`` stays fast: this module imports typer only; torch, PyG, pandas and FastAPI are
+imported inside the commands that need them, and the ``adapt``, ``store`` and ``serve``
+commands are loaded when invoked (:data:`_LAZY_COMMANDS`). Errors end in one line: usage
+errors exit with status 2, failures (our errors, ValueError, OSError, ...) with status 1.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from bcemb.cli_options import one_of
 
-app = typer.Typer(help="bcemb: backward compatible embeddings.", no_args_is_help=True, add_completion=False)
+#: Commands loaded on first use: name -> ("module:attribute", short help for ``bcemb --help``).
+_LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "adapt": ("bcemb.compat.cli:adapt", "Fit B: NEW -> OLD post hoc on shared ids, report, publish."),
+    "store": ("bcemb.store.cli:app", "The keep-latest embedding store."),
+    "serve": ("bcemb.serve.cli:serve", "Serve ver-j compatible embeddings of a store over HTTP."),
+}
+
+
+def _is_failure(err: BaseException) -> bool:
+    """Errors that end a command with a one-line message (exit 1) instead of a traceback."""
+    if isinstance(err, (ValueError, KeyError, OSError)):
+        return True
+    store_errors = sys.modules.get("bcemb.store.errors")  # loaded whenever one was raised
+    return store_errors is not None and isinstance(err, store_errors.StoreError)
+
+
+def _message(err: BaseException) -> str:
+    if isinstance(err, KeyError) and type(err).__str__ is KeyError.__str__ and err.args:
+        return str(err.args[0])  # KeyError repr-quotes its message
+    return str(err) or type(err).__name__
+
+
+def _load_command(name: str) -> TyperCommand | TyperGroup:
+    target, short = _LAZY_COMMANDS[name]
+    module, _, attr = target.partition(":")
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+    except ImportError as err:
+        typer.echo(f"error: `bcemb {name}` is not available ({err}); pip install 'bcemb[{name}]'", err=True)
+        raise typer.Exit(1) from None
+    if isinstance(obj, typer.Typer):
+        cmd = typer.main.get_group(obj)
+        cmd.help = short
+    else:
+        single = typer.Typer(add_completion=False)
+        single.command(name)(obj)
+        cmd = typer.main.get_command(single)
+    cmd.name = name
+    return cmd
+
+
+class _Root(TyperGroup):
+    """The root group: lazily loaded commands and the one-line error boundary."""
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        return [*super().list_commands(ctx), *_LAZY_COMMANDS]
+
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
+        if cmd_name in _LAZY_COMMANDS:
+            # Only the help listing asks here (resolve_command loads the real command): a
+            # placeholder with the short help keeps ``bcemb --help`` free of heavy imports.
+            short = _LAZY_COMMANDS[cmd_name][1]
+            return TyperCommand(cmd_name, help=short, short_help=short)
+        return super().get_command(ctx, cmd_name)
+
+    def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:
+        if args and args[0] in _LAZY_COMMANDS:
+            return args[0], _load_command(args[0]), args[1:]
+        return super().resolve_command(ctx, args)
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as err:  # the CLI boundary; anything else keeps its traceback
+            if not _is_failure(err):
+                raise
+            typer.secho(f"error: {_message(err)}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(code=1) from None
+
+
+app = typer.Typer(cls=_Root, help="bcemb: backward compatible embeddings.", no_args_is_help=True, add_completion=False)
 data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
 
 
@@ -304,27 +382,6 @@ def chains(
         _fail(err)
     typer.echo(summary.round(4).to_string(index=False))
     typer.echo(f"written to {out}")
-
-
-def _mount_optional() -> None:
-    """The store, ``adapt`` and the HTTP service (FastAPI is an extra)."""
-    from bcemb.compat.cli import adapt
-
-    app.command("adapt")(adapt)
-    from bcemb.store.cli import app as store_app
-
-    app.add_typer(store_app, name="store", help="The keep-latest embedding store.")
-    try:
-        from bcemb.serve.cli import serve
-    except ImportError:  # pragma: no cover - the serve extra is not installed
-        return
-    app.command("serve")(serve)
-
-
-try:
-    _mount_optional()
-except ImportError:  # pragma: no cover - while the store is being written
-    pass
 
 
 def main() -> None:
