@@ -53,7 +53,7 @@ def test_bad_values_name_their_option(tmp_path):
 
 def test_negative_lam_is_refused_before_anything_is_written(tmp_path):
     res = runner.invoke(app, ["train", "--lam", "-1", "--dataset", "synthetic", "--out", str(tmp_path / "o")])
-    assert res.exit_code == 1 and "lam must be >= 0" in res.output
+    assert res.exit_code == 2 and "--lam" in res.output  # a usage error
     assert not (tmp_path / "o").exists()
 
 

@@ -263,7 +263,7 @@ def _config(profile: str, seed: int | None, device: str, sets: list[str] | None,
 def train(
     out: Annotated[Path, typer.Option(help="Run folder (rerun to resume).")],
     method: MethodOpt = "bc-aligner",
-    lam: Annotated[Optional[float], typer.Option(help="Alignment weight lambda of the joint methods (default: the configuration's `lam`, 16; same as --set lam=...).")] = None,
+    lam: Annotated[Optional[float], typer.Option(min=0.0, help="Alignment weight lambda of the joint methods (default: the configuration's `lam`, 16; same as --set lam=...).")] = None,
     dataset: DatasetOpt = "ml-100k",
     reviews: ReviewsOpt = None,
     meta: MetaOpt = None,
@@ -313,7 +313,7 @@ def benchmark(
     profile: ProfileOpt = "quick",
     methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods (default: all eight).")] = None,
     lams: Annotated[str, typer.Option(help="Lambda sweep for the joint methods; '' for none.")] = "1,2,4,8,16,32",
-    lam: Annotated[Optional[float], typer.Option(help="The default lambda (default: the configuration's `lam`, 16).")] = None,
+    lam: Annotated[Optional[float], typer.Option(min=0.0, help="The default lambda (default: the configuration's `lam`, 16).")] = None,
     seed: SeedOpt = 0,
     seeds: Annotated[Optional[str], typer.Option(
         help="Training seeds, '0,1,2', or a count ('5' = 0..4): one benchmark per seed under OUT/seed_<s>; "
