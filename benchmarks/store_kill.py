@@ -2,8 +2,9 @@
 
 Half of the trials publish versions 1..2 onto a store at version 1, half publish a whole run
 into an empty store (the first publish). Each child process imports bcemb, says it is
-ready, and publishes; the parent kills it after a random delay drawn over the measured
-publish time (a few trials finish first). After each kill the store is judged damaged unless
+ready, and publishes; the parent kills it after a random delay drawn uniformly over 1.5x
+the time a fresh child took to publish (measured first, once per kind), so that kills land
+in every phase, the commit and the clean-up after it included (some trials finish first). After each kill the store is judged damaged unless
 
 1. a fresh reader sees the old or the new state with exactly the expected vectors (or, for a
    first publish, no committed state: an empty store, or manifests without ``CURRENT``);
@@ -34,6 +35,7 @@ from pathlib import Path
 
 CHILD = """
 import sys
+import bcemb.data.io, bcemb.models.io, bcemb.store.publish, pyarrow.parquet  # imported before "ready"
 from bcemb.store import publish
 print("ready", flush=True)
 publish(sys.argv[1], sys.argv[2], min_probes=64, rows_per_part=4096, check_model=False)
@@ -85,13 +87,40 @@ def main(argv: list[str] | None = None) -> None:
         t_first = time.perf_counter() - t0
         probe_ids = list(EmbeddingStore(at_v1).ids("user")[:: max(1, args.users // 50)])
 
+        def child_publish(root: Path) -> subprocess.Popen[str]:
+            child = subprocess.Popen(
+                [sys.executable, "-c", CHILD, str(v2), str(root)],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            )
+            assert child.stdout is not None
+            if child.stdout.readline().strip() != "ready":
+                raise RuntimeError("the child failed to start")
+            return child
+
+        # The kill delay is drawn over the time a child takes from "ready" to its exit (a
+        # fresh process publishes slower than the warm one above).
+        durations = {}
+        for first in (False, True):
+            root = work / f"calibrate{int(first)}"
+            if not first:
+                shutil.copytree(at_v1, root)
+            child = child_publish(root)
+            t0 = time.perf_counter()
+            assert child.stdout is not None
+            if child.stdout.readline().strip() != "done":  # before the interpreter's exit
+                raise RuntimeError("the calibration publish failed")
+            durations[first] = time.perf_counter() - t0
+            child.wait()
+            shutil.rmtree(root)
+
         def state(root: Path) -> tuple[int, list[np.ndarray]]:
             store = EmbeddingStore(root)
             return store.latest, [store.get(probe_ids, version=j).plain() for j in store.versions]
 
         expected = {1: state(at_v1)[1], 2: state(work / "new")[1]}
         assert all((a == b).all() for a, b in zip(state(work / "first")[1], expected[2], strict=True))
-        print(f"publish_s {t_next:.2f} (onto version 1), {t_first:.2f} (first publish)")
+        print(f"publish_s {t_next:.2f} (onto version 1), {t_first:.2f} (first publish), in-process")
+        print(f"child_publish_s {durations[False]:.2f} (onto version 1), {durations[True]:.2f} (first publish)")
 
         counts = {"killed": 0, "finished_first": 0, "seen_old": 0, "seen_new": 0, "seen_empty": 0,
                   "pointer_restored": 0, "damaged": 0}
@@ -101,15 +130,8 @@ def main(argv: list[str] | None = None) -> None:
             root = work / f"trial{trial}"
             if not first:
                 shutil.copytree(at_v1, root)
-            duration = t_first if first else t_next
-            delay = rng.uniform(0.0, 1.1 * duration)
-            child = subprocess.Popen(
-                [sys.executable, "-c", CHILD, str(v2), str(root)],
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            )
-            assert child.stdout is not None
-            if child.stdout.readline().strip() != "ready":
-                raise RuntimeError("the child failed to start")
+            delay = rng.uniform(0.0, 1.5 * durations[first])
+            child = child_publish(root)
             time.sleep(delay)
             child.send_signal(signal.SIGKILL)
             rc = child.wait()
