@@ -328,6 +328,12 @@ class EmbeddingStore:
             for k in sio.KINDS
         }
         self._emb = {k: a.array for k, a in self._served.items()}
+        if self.verify:  # the checksum just read every byte; NaN rows would be served as null
+            for k in sio.KINDS:
+                if bad_rows := _nonfinite_rows(self._emb[k]):
+                    raise IntegrityError(
+                        self._served[k].path, f"{bad_rows} row(s) hold NaN or infinite values"
+                    )
         for k, n in (("user", latest.num_users), ("item", latest.num_items)):
             if self._emb[k].shape != (n, latest.dim) or len(self._ids[k]) != n:
                 raise IntegrityError(
@@ -347,9 +353,14 @@ class EmbeddingStore:
     def _load_transform(self, rel: str) -> BackwardTransform:
         path = self._file(rel)
         try:
-            return load_transform(path)
+            transform = load_transform(path)
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
             raise IntegrityError(path, f"not a readable transform: {err}") from None
+        # A checksum only says the file is the one published; NaN weights would turn every
+        # vector served through this link into NaN (JSON null), so they are refused here.
+        if not all(torch.isfinite(t).all() for t in transform.state_dict().values()):
+            raise IntegrityError(path, "the transform holds NaN or infinite weights")
+        return transform
 
     def _file(self, rel: str, *, verify: bool | None = None) -> Path:
         """Path of a stored file inside the store, checked against the manifest's sha256."""
@@ -555,7 +566,11 @@ class EmbeddingStore:
                         "inputs with that model and map them with EmbeddingStore.transform(z, version=j)"
                     )
                 try:
-                    model = load_model(self._file(latest.files["model"]))
+                    model_path = self._file(latest.files["model"])
+                    try:
+                        model = load_model(model_path)
+                    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+                        raise IntegrityError(model_path, f"not a readable model: {err}") from None
                     graph_dir = latest.files["graph"]
                     for rel in self.manifest.files:
                         if rel.startswith(graph_dir + "/"):
@@ -758,7 +773,18 @@ class EmbeddingStore:
         )
 
     def _alignment(self, bad: set[str], problems: list[str]) -> list[VersionCheck]:
-        """The alignment figure of every version whose probe file verified (problems appended)."""
+        """The alignment figure of every version whose probe file verified (problems appended).
+
+        The latest embeddings are scanned for NaN and infinite values first (a file can match
+        its checksum and still hold them, if it was published so or crafted).
+        """
+        latest = self.manifest.versions[self.latest]
+        for kind in sio.KINDS:
+            rel = latest.files[f"{kind}_emb"]
+            if rel not in bad:
+                bad_rows = _nonfinite_rows(self._emb[kind])
+                if bad_rows:
+                    problems.append(f"{self.root / rel}: {bad_rows} row(s) hold NaN or infinite values")
         results = []
         for entry in self.manifest.versions:
             rel = entry.files["probes"]
@@ -768,6 +794,8 @@ class EmbeddingStore:
             try:
                 table = sio.read_table(path)
                 probes = sio.table_vectors(table, path)
+                if not np.isfinite(probes).all():
+                    raise IntegrityError(path, "the probe vectors hold NaN or infinite values")
                 kinds = table.column("kind").to_numpy(zero_copy_only=False)
                 keys = table.column("id").to_numpy(zero_copy_only=False)
             except (IntegrityError, KeyError, pa.ArrowException) as err:
@@ -896,6 +924,14 @@ def _verify_files(root: Path, manifest: Manifest) -> tuple[list[str], set[str]]:
             problems.append(str(err))
             bad.add(rel)
     return problems, bad
+
+
+def _nonfinite_rows(matrix: np.ndarray, chunk: int = 65_536) -> int:
+    """Rows of ``matrix`` holding a NaN or an infinity, scanned in chunks (it may be a memory map)."""
+    return sum(
+        int((~np.isfinite(matrix[i : i + chunk])).any(axis=1).sum())
+        for i in range(0, len(matrix), chunk)
+    )
 
 
 def check_store(root: str | Path) -> CheckReport:
