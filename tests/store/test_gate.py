@@ -191,3 +191,21 @@ def test_first_publish_trains_and_registers_consumers(tmp_path: Path, toy_graph:
     # An empty store with --no-consumers gets none.
     _, _, none = publish_gated(run, tmp_path / "bare", consumers=False, min_probes=8, check_model=False)
     assert none == [] and ConsumerRegistry(tmp_path / "bare").list() == []
+
+
+def test_check_separates_chain_error_from_drift_with_a_hop_budget(tmp_path: Path) -> None:
+    from bcemb.store._testing import write_fake_run
+
+    run = write_fake_run(tmp_path / "run", dims=(8, 12, 16))
+    root = tmp_path / "store"
+    publish(run, root, min_probes=16)
+    files = EmbeddingStore(root).manifest.versions[-1].files
+    assert {"same_graph_v0", "same_graph_v1"} <= set(files)
+    # Random models and random transforms: the chain's own error is of the norm's size.
+    code, out, _ = invoke("check", "--store", root)
+    assert code == 0 and "same-graph probe" in out and "OVER" in out
+    assert "recommendation: re-anchor" in out and "keep-all snapshot of version 0" in out
+    code, out, _ = invoke("check", "--store", root, "--json", "--hop-budget", 100)
+    body = json.loads(out)
+    assert body["recommendation"] is None and [h["hops"] for h in body["same_graph"]] == [2, 1]
+    assert all(h["budget"] == 100 * h["hops"] for h in body["same_graph"])

@@ -278,12 +278,23 @@ def check(
         typer.Option(help="Exit 1 when an older version's mean alignment error exceeds this."),
     ] = None,
     as_json: JsonOpt = False,
+    hop_budget: Annotated[
+        float, typer.Option(help="Chain error allowed per hop, relative to the norm (same-graph probe).")
+    ] = 0.2,
 ) -> None:
     """Verify every stored file and report the chain's alignment error on each version's probes."""
-    from bcemb.store.store import check_store
+    from bcemb.store.same_graph import chain_budget, recommendation
+    from bcemb.store.store import EmbeddingStore, check_store
 
     with _errors():
         report = check_store(store)  # checksums first; reports every bad file, never crashes
+    hops, advice = [], None
+    if report.ok:
+        with _errors():
+            opened = EmbeddingStore(store, verify=False)
+            published = {v.version: v.relative_error for v in report.versions}
+            hops = chain_budget(opened, per_hop=hop_budget, published=published)
+            advice = recommendation(hops, opened)
     too_high = [
         v.version
         for v in report.versions
@@ -299,6 +310,8 @@ def check(
                     "problems": list(report.problems),
                     "model_check": report.model_check,
                     "versions": [v.__dict__ for v in report.versions],
+                    "same_graph": [h.__dict__ for h in hops],
+                    "recommendation": advice,
                 },
                 indent=1,
             )
@@ -316,6 +329,28 @@ def check(
             for v in report.versions
         ]
         typer.echo(_table(rows, ["version", "dim", "probes", "mean L2", "max L2", "relative"]))
+        if hops:
+            typer.echo("same-graph probe (M_j on the latest graph): the chain's own error vs the graph's drift")
+            typer.echo(
+                _table(
+                    [
+                        [
+                            h.version,
+                            h.hops,
+                            h.num_probes,
+                            f"{h.chain_error:.4g}",
+                            f"{h.chain_relative:.3%}",
+                            f"{h.drift_relative:+.3%}",
+                            f"{h.budget:.1%}",
+                            "OVER" if h.over_budget else "ok",
+                        ]
+                        for h in hops
+                    ],
+                    ["version", "hops", "probes", "chain L2", "chain rel", "drift rel", "budget", ""],
+                )
+            )
+        if advice:
+            typer.echo(f"recommendation: {advice}")
         if report.model_check is not None and not report.model_check.get("ok", True):
             typer.echo(
                 f"warning: the latest model does not reproduce its embeddings ({report.model_check})"

@@ -175,6 +175,7 @@ def publish(
     rows_per_part: int = DEFAULT_ROWS_PER_PART,
     seed: int = 0,
     check_model: bool = True,
+    same_graph: bool = True,
 ) -> Manifest:
     """Publish a training run's latest finished version as the store's new latest.
 
@@ -195,6 +196,9 @@ def publish(
         seed: Seed of the probe sampling (per version ``k``: ``[seed, k]``).
         check_model: Recompute the latest embeddings with the stored model on the stored
             graph snapshot and record the difference (a warning when they disagree).
+        same_graph: Record every older ``M_j`` on the latest graph for the latest probes,
+            so that ``check`` separates the chain's error from the graph's drift
+            (:mod:`bcemb.store.same_graph`).
 
     Returns:
         The new manifest.
@@ -256,6 +260,7 @@ def publish(
                     rows_per_part=rows_per_part,
                     seed=seed,
                     check_model=check_model,
+                    same_graph=same_graph,
                 )
                 entries.append(entry)
             if latest >= 0:
@@ -350,6 +355,7 @@ def _stage_version(
     rows_per_part: int,
     seed: int,
     check_model: bool,
+    same_graph: bool = True,
 ) -> VersionEntry:
     """Write version ``k``'s files under ``staging/versions/k`` and describe them."""
     vdir = run_dir / f"version_{k}"
@@ -442,6 +448,10 @@ def _stage_version(
         roles["graph"] = f"{rel}/graph"
         if check_model:
             model_check = _check_model(model_src, snapshot, user_emb, item_emb)
+        if same_graph:  # M_j on G_K while the run has every M_j (bcemb.store.same_graph)
+            from bcemb.store.same_graph import stage_same_graph
+
+            stage_same_graph(run_dir, snapshot, out, record, k, n_users, n_items, probes)
 
     metrics_path = vdir / "metrics.json"
     metrics = read_json(metrics_path) if metrics_path.is_file() else {}
