@@ -198,7 +198,7 @@ def test_check_separates_chain_error_from_drift_with_a_hop_budget(tmp_path: Path
 
     run = write_fake_run(tmp_path / "run", dims=(8, 12, 16))
     root = tmp_path / "store"
-    publish(run, root, min_probes=16)
+    publish(run, root, min_probes=16, same_graph=True)
     files = EmbeddingStore(root).manifest.versions[-1].files
     assert {"same_graph_v0", "same_graph_v1"} <= set(files)
     # Random models and random transforms: the chain's own error is of the norm's size.

@@ -687,6 +687,7 @@ def publish_gated(
             report.write(report_path)
         if not report.passed:
             raise GateRefused(report)
+    publish_options.setdefault("same_graph", True)
     manifest = publish(run_dir, root, **publish_options)
     registered = []
     if drafts:

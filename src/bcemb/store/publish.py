@@ -175,7 +175,7 @@ def publish(
     rows_per_part: int = DEFAULT_ROWS_PER_PART,
     seed: int = 0,
     check_model: bool = True,
-    same_graph: bool = True,
+    same_graph: bool = False,
 ) -> Manifest:
     """Publish a training run's latest finished version as the store's new latest.
 
@@ -198,7 +198,8 @@ def publish(
             graph snapshot and record the difference (a warning when they disagree).
         same_graph: Record every older ``M_j`` on the latest graph for the latest probes,
             so that ``check`` separates the chain's error from the graph's drift
-            (:mod:`bcemb.store.same_graph`).
+            (:mod:`bcemb.store.same_graph`). Off by default here; ``bcemb store publish``
+            and :func:`bcemb.store.gate.publish_gated` turn it on.
 
     Returns:
         The new manifest.

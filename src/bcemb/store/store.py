@@ -867,7 +867,9 @@ class EmbeddingStore:
             VersionUsage(
                 version=v.version,
                 transform_bytes=size(v.files.get("transform")),
-                probe_bytes=size(v.files.get("probes")),
+                probe_bytes=sum(  # the published probes and the same-graph probes (monitoring)
+                    size(rel) for role, rel in v.files.items() if role == "probes" or role.startswith("same_graph")
+                ),
                 embedding_bytes=emb_bytes(v)
                 if v.embeddings_kept
                 else round(v.raw_embedding_bytes * per_raw),
