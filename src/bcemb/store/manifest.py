@@ -330,7 +330,7 @@ class Manifest:
             raise IntegrityError(path, "malformed manifest: versions must be 0..latest in order")
         if any(v.parent != (v.version - 1 if v.version else None) for v in m.versions):
             raise IntegrityError(path, "malformed manifest: each version's parent must be the one before")
-        served = ("ids", "user_emb", "item_emb", "model")
+        served = ("ids", "user_emb", "item_emb")  # a version without a model (adapt) has no "model"
         lacking = [r for r in served if r not in m.versions[m.latest].files]
         if lacking:
             raise IntegrityError(path, f"malformed manifest: the latest version lists no {lacking}")
