@@ -139,6 +139,13 @@ class EmbeddingService:
             ("GET", "/versions"): self.versions,
             ("POST", "/embeddings"): self.embeddings,
         }
+        try:  # prometheus-client is part of the serve extra; without it, no /metrics
+            from bcemb.serve.metrics import ServiceMetrics
+
+            self.metrics: ServiceMetrics | None = ServiceMetrics()
+            self.routes[("GET", "/metrics")] = self.prometheus
+        except ImportError:  # pragma: no cover
+            self.metrics = None
         self._docs = docs
         self._deadlines = _Deadlines()
         self._docs_paths = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
@@ -162,6 +169,7 @@ class EmbeddingService:
             await self._docs(scope, receive, send)
             return
         handler = self.routes.get((scope["method"], path))
+        started = time.perf_counter()
         try:
             if handler is None:
                 reply = self._no_route(scope["method"], path)
@@ -175,6 +183,15 @@ class EmbeddingService:
             logger.exception("unexpected error answering %s %s", scope["method"], clip(path))
             reply = Reply.json(500, {"detail": "internal error (logged by the server)"})
         await self.respond(send, reply)
+        if self.metrics is not None:
+            ok = reply.status < 400
+            self.metrics.observe(
+                path if handler is not None else "other",
+                scope.get("bcemb.version", "none"),
+                reply.status,
+                time.perf_counter() - started,
+                scope.get("bcemb.vectors", 0) if ok else 0,
+            )
 
     def _no_route(self, method: str, path: str) -> Reply:
         allowed = sorted(m for m, p in self.routes if p == path)
@@ -237,6 +254,17 @@ class EmbeddingService:
             {"status": "degraded", **body, "detail": detail, "since": self.watcher.failed_since},
         )
 
+    async def prometheus(self, scope: Scope, receive: Receive) -> Reply:
+        """Prometheus text: requests, latency, vectors served, latest version, probe errors."""
+        from bcemb.serve.metrics import CONTENT_TYPE
+
+        assert self.metrics is not None
+        store = self.store
+        loop = asyncio.get_running_loop()
+        # Probe errors are computed once per store snapshot, off the event loop.
+        await loop.run_in_executor(None, self.metrics.track_store, store)
+        return Reply(200, self.metrics.render(), CONTENT_TYPE.encode())
+
     async def versions(self, scope: Scope, receive: Receive) -> Reply:
         """Every version with its dimension, parent, method and state."""
         store = self.store
@@ -255,13 +283,27 @@ class EmbeddingService:
             )
         store = self.store  # one snapshot for the whole request
         dim = store.dim(query.version)
+        scope["bcemb.version"] = query.version
+        space = store.space(query.version)
+        if query.expect_space is not None and query.expect_space != space:
+            # The client holds vectors of another space (an earlier publish, another version):
+            # mixing them with these would be silently wrong.
+            raise HTTPProblem(
+                409,
+                f"the space changed: the store now serves {space} for version "
+                f"{store.latest if query.version is None else query.version}, not "
+                f"{clip(query.expect_space, 40)}; refetch the vectors you hold",
+                space=space,
+                expected=clip(query.expect_space, 40),
+            )
+        scope["bcemb.vectors"] = len(query.ids)
         encoding = ENCODINGS[query.encoding]
         if len(query.ids) * dim * 4 <= self.limits.chunk_bytes:
             vectors = store.get(query.ids, version=query.version, kind=query.kind)
             answer = self._answer(store, query, dim)
             _check_finite(vectors, answer)
             body = encoding.head(answer) + encoding.block(vectors, True) + encoding.tail(answer)
-            headers = encoding.headers(answer)
+            headers = [*encoding.headers(answer), (b"x-embedding-space", answer.space.encode())]
             return Reply(200, body, encoding.content_type, headers)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, lambda: store.rows(query.ids, kind=query.kind))
@@ -269,7 +311,7 @@ class EmbeddingService:
         return Reply(
             200,
             content_type=encoding.content_type,
-            headers=encoding.headers(answer),
+            headers=[*encoding.headers(answer), (b"x-embedding-space", answer.space.encode())],
             stream=self._blocks(store, query, answer, encoding),
             length=encoding.length(answer),
         )
@@ -278,7 +320,7 @@ class EmbeddingService:
 
     def _answer(self, store: EmbeddingStore, query: EmbeddingsQuery, dim: int) -> Answer:
         version = store.latest if query.version is None else query.version
-        return Answer(version, store.latest, query.kind, query.ids, dim)
+        return Answer(version, store.latest, query.kind, query.ids, dim, store.space(version))
 
     async def _blocks(
         self, store: EmbeddingStore, query: EmbeddingsQuery, answer: Answer, encoding: Encoding

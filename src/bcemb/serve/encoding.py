@@ -41,6 +41,7 @@ class Answer:
     kind: str
     ids: list[str]
     dim: int
+    space: str = ""  # the fingerprint of the vectors' space (bcemb.store.fingerprint)
 
     @property
     def rows(self) -> int:
@@ -56,6 +57,8 @@ class Answer:
             "dim": self.dim,
             "ids": self.ids,
         }
+        if self.space:
+            fields["space"] = self.space
         return orjson.dumps(fields)[:-1]
 
 

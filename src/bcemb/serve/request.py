@@ -17,7 +17,7 @@ from bcemb.serve.errors import HTTPProblem, clip
 __all__ = ["FIELDS", "KINDS", "EmbeddingsQuery", "parse_query"]
 
 KINDS = ("user", "item")
-FIELDS = ("ids", "version", "kind", "encoding")
+FIELDS = ("ids", "version", "kind", "encoding", "expect_space")
 _JSON_TYPES = (b"application/json", b"text/json")
 
 
@@ -30,12 +30,14 @@ class EmbeddingsQuery:
         version: Target version ``j``; None for the latest.
         kind: ``"user"`` or ``"item"``.
         encoding: A registered response encoding (see :mod:`bcemb.serve.encoding`).
+        expect_space: The space fingerprint the client holds vectors of (409 if it changed).
     """
 
     ids: list[str]
     version: int | None
     kind: str
     encoding: str
+    expect_space: str | None = None
 
 
 def check_content_type(value: bytes | None) -> None:
@@ -101,4 +103,7 @@ def parse_query(body: bytes, encodings: tuple[str, ...]) -> EmbeddingsQuery:
     if encoding not in encodings:
         shown = clip(repr(encoding), 40)
         raise _problem("encoding", f"expected one of {', '.join(encodings)}, got {shown}")
-    return EmbeddingsQuery(ids, version, kind, encoding)
+    expect = data.get("expect_space")
+    if expect is not None and not isinstance(expect, str):
+        raise _problem("expect_space", f"expected a space fingerprint string or null, got {_kind_name(expect)}")
+    return EmbeddingsQuery(ids, version, kind, encoding, expect)
