@@ -92,3 +92,21 @@ def test_unreadable_model_is_an_integrity_error_naming_it(store_dir: Path) -> No
     store = EmbeddingStore(store_dir)
     with pytest.raises(IntegrityError, match=r"model\.safetensors: not a readable model"):
         store.embed_new([("a-new-user", store.ids("item")[0])])
+
+
+@pytest.mark.parametrize("edit", ["other_kind", "empty"])
+def test_wrong_ids_blame_the_id_table_not_the_embeddings(store_dir: Path, edit: str) -> None:
+    rel = "versions/2/ids.parquet"
+    table = pq.read_table(store_dir / rel)
+    if edit == "other_kind":
+        table = table.set_column(0, "kind", pa.array(["robot"] * table.num_rows))
+    else:
+        table = table.slice(0, 0)
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    replace_committed(store_dir, rel, buf.getvalue())
+    with pytest.raises(IntegrityError) as err:
+        EmbeddingStore(store_dir)
+    assert err.value.path.endswith(rel), err.value
+    report = check_store(store_dir)
+    assert any(rel in p for p in report.problems) and not any("user_emb" in p for p in report.problems)

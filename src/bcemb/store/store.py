@@ -334,7 +334,17 @@ class EmbeddingStore:
                     raise IntegrityError(
                         self._served[k].path, f"{bad_rows} row(s) hold NaN or infinite values"
                     )
+        if len(kinds) != latest.num_users + latest.num_items:
+            raise IntegrityError(
+                ids_path,
+                f"{len(kinds)} rows, expected {latest.num_users} users and {latest.num_items} "
+                "items (a kind other than 'user' or 'item'?)",
+            )
         for k, n in (("user", latest.num_users), ("item", latest.num_items)):
+            if self._emb[k].shape == (n, latest.dim) and len(self._ids[k]) != n:
+                raise IntegrityError(  # the matrix is as the manifest says: blame the ids
+                    ids_path, f"{len(self._ids[k])} {k} ids for the {n} {k} rows the manifest lists"
+                )
             if self._emb[k].shape != (n, latest.dim) or len(self._ids[k]) != n:
                 raise IntegrityError(
                     self.root / latest.files[f"{k}_emb"],
