@@ -205,9 +205,12 @@ def adapt(
     if old.labels is not None or new.labels is not None:
         labels = old.labels if old.labels is not None else new.labels
         rows = shared_old if old.labels is not None else shared_new
-        y = np.asarray([str(v) for v in labels[rows]], dtype=object)
-        report.probe = probe_report(
-            old.vectors[shared_old[fit_idx]], y[fit_idx], truth, mapped, y[hold], seed=seed
-        )
+        y = np.asarray([None if v is None else str(v) for v in labels[rows]], dtype=object)
+        # rows without a label (for example users when only items are labelled) are left out
+        f, h = np.array([v is not None for v in y[fit_idx]]), np.array([v is not None for v in y[hold]])
+        if f.any() and h.any():
+            report.probe = probe_report(
+                old.vectors[shared_old[fit_idx]][f], y[fit_idx][f], truth[h], mapped[h], y[hold][h], seed=seed
+            )
     logger.info("adapt %s: %s", family, report.to_dict())
     return transform, report

@@ -68,8 +68,6 @@ def read_vectors(
     ids = np.asarray([str(v) if v is not None else "" for v in table.column(id_col).to_pylist()], dtype=object)
     if (ids == "").any():
         raise ValueError(f"{path}: {int((ids == '').sum())} empty ids in column {id_col!r}")
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"{path}: duplicate ids in column {id_col!r}")
     vtype = table.schema.field(vector_col).type if vector_col in names else None
     if vtype is not None and (
         pa.types.is_list(vtype) or pa.types.is_large_list(vtype) or pa.types.is_fixed_size_list(vtype)
@@ -102,6 +100,8 @@ def read_vectors(
     unknown = set(kinds) - {"user", "item"}
     if unknown:
         raise ValueError(f"{path}: column 'kind' must be 'user' or 'item', got {sorted(map(str, unknown))[:3]}")
+    if len(set(zip(kinds, ids, strict=True))) != len(ids):  # users and items are separate id spaces
+        raise ValueError(f"{path}: duplicate ids in column {id_col!r} (within one kind)")
     labels = np.asarray(table.column(label_col).to_pylist(), dtype=object) if label_col else None
     return Vectors(ids, x, kinds, labels)
 
