@@ -6,7 +6,8 @@ embeddings of versions ``K-1`` and ``K`` of a finished training run: for example
 models, which were trained without any alignment, like models of two teams that never
 coordinated.
 
-Usage: ``python examples/adapt_demo.py RUN OUT [--old-version 3 --new-version 4]``
+Usage: ``python examples/adapt_demo.py RUN OUT [--old-version K-1 --new-version K]`` (default:
+the run's last two finished versions)
 then ``bcemb adapt --old OUT/old.parquet --new OUT/new.parquet --family procrustes --label genre``.
 """
 
@@ -40,9 +41,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("out", type=Path)
-    parser.add_argument("--old-version", type=int, default=3)
-    parser.add_argument("--new-version", type=int, default=4)
+    parser.add_argument("--old-version", type=int, default=None)
+    parser.add_argument("--new-version", type=int, default=None)
     args = parser.parse_args()
+    done = run_folder.finished_versions(args.run)
+    if len(done) < 2:
+        raise SystemExit(f"{args.run} has {len(done)} finished versions; two are needed")
+    args.new_version = done[-1] if args.new_version is None else args.new_version
+    args.old_version = args.new_version - 1 if args.old_version is None else args.old_version
     args.out.mkdir(parents=True, exist_ok=True)
     export(args.run, args.old_version, args.out / "old.parquet")
     export(args.run, args.new_version, args.out / "new.parquet")
