@@ -163,13 +163,19 @@ def _run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 1200)
     return res.stdout
 
 
+def _gates(argv: list[str]) -> bool:
+    """A release-gate command: at tiny sizes its verdict (exit 0 or 3) is not the point."""
+    return argv[:2] == ["store", "gate"] or (argv[:2] == ["store", "publish"] and "--gate" in argv)
+
+
 def _cli(argv: list[str]) -> str:
     from typer.testing import CliRunner
 
     from bcemb.cli import app
 
     res = CliRunner().invoke(app, argv)
-    assert res.exit_code == 0, f"bcemb {shlex.join(argv)}: exit {res.exit_code}\n{res.output[-3000:]}"
+    allowed = (0, 3) if _gates(argv) else (0,)
+    assert res.exit_code in allowed, f"bcemb {shlex.join(argv)}: exit {res.exit_code}\n{res.output[-3000:]}"
     return res.output
 
 
