@@ -19,26 +19,13 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
-import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-
-def _median_pair(f, g, repeats: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    """Medians (seconds) of ``f`` and ``g`` timed alternately, after one warm-up call each."""
-    f(), g()
-    tf, tg = [], []
-    clock = time.perf_counter
-    for _ in range(repeats):
-        t0 = clock()
-        f()
-        t1 = clock()
-        g()
-        t2 = clock()
-        tf.append(t1 - t0)
-        tg.append(t2 - t1)
-    return statistics.median(tf), statistics.median(tg)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared benchmark helpers
+from _timing import median_pair  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -87,12 +74,12 @@ def main(argv: list[str] | None = None) -> None:
             rows = store.rows(ids)
             np.testing.assert_array_equal(store.get(ids, version=0), emb[rows] @ matrix.T)
             repeats = max(20, args.repeats // max(1, n // 100)) if n > 100 else args.repeats
-            bound, ours = _median_pair(
+            bound, ours = median_pair(
                 lambda rows=rows: emb[rows] @ matrix.T,
                 lambda ids=ids: store.get(ids, version=0),
                 repeats,
             )
-            latest_bound, latest_ours = _median_pair(
+            latest_bound, latest_ours = median_pair(
                 lambda rows=rows: emb[rows], lambda ids=ids: store.get(ids), repeats
             )
             name = names.get(n, str(n))

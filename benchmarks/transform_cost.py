@@ -21,28 +21,14 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
-import statistics
+import sys
 import tempfile
-import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared benchmark helpers
+from _timing import median_pair  # noqa: E402
+
 FAMILIES = ("linear", "orthogonal", "low-rank", "mlp")
-
-
-def _median_pair(f, g, repeats: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    """Medians (seconds) of ``f`` and ``g`` timed alternately, after one warm-up call each."""
-    f(), g()
-    tf, tg = [], []
-    clock = time.perf_counter
-    for _ in range(repeats):
-        t0 = clock()
-        f()
-        t1 = clock()
-        g()
-        t2 = clock()
-        tf.append(t1 - t0)
-        tg.append(t2 - t1)
-    return statistics.median(tf), statistics.median(tg)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -87,12 +73,12 @@ def main(argv: list[str] | None = None) -> None:
             ids = [all_ids[i] for i in rng.choice(len(all_ids), size=n, replace=False)]
             repeats = max(20, args.repeats // max(1, n // 100)) if n > 100 else args.repeats
             for family, s in stores.items():
-                lin, ours = _median_pair(
+                lin, ours = median_pair(
                     lambda ids=ids: stores["linear"].get(ids, version=0),
                     lambda ids=ids, s=s: s.get(ids, version=0),
                     repeats,
                 )
-                latest, _ = _median_pair(lambda ids=ids, s=s: s.get(ids), lambda ids=ids, s=s: s.get(ids, version=0), repeats)
+                latest, _ = median_pair(lambda ids=ids, s=s: s.get(ids), lambda ids=ids, s=s: s.get(ids, version=0), repeats)
                 results.append((family, n, ours / n * 1e6, (ours - latest) / n * 1e6, ours / lin))
         for family, n, per, transform, ratio in results:
             print(f"us_per_vector_{family}_{n} {per:.3f}")
