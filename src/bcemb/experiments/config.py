@@ -13,6 +13,7 @@ Two profiles:
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,11 +151,29 @@ def apply_overrides(cfg: ExperimentConfig, overrides: dict[str, Any]) -> Experim
         if name not in fields:
             raise ValueError(f"unknown setting {key!r}; valid: {', '.join(fields)}")
         current = getattr(target, name)
-        if isinstance(value, str) and not isinstance(current, str) and current is not None:
-            value = _parse_like(value, current, key)
+        if isinstance(value, str) and not isinstance(current, str):
+            value = _parse_setting(value, current, type(target), name, key)
         setattr(target, name, value)
     cfg.validate()
     return cfg
+
+
+def _parse_setting(text: str, current: Any, owner: type, name: str, key: str) -> Any:
+    """Read ``text`` as the field's type; ``none`` clears an optional field."""
+    hint = typing.get_type_hints(owner)[name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    optional = type(None) in typing.get_args(hint)
+    if optional and text.strip().lower() in ("none", "null"):
+        return None
+    if current is None:
+        # An optional field that is unset now (train.patience): parse as its declared type.
+        if not args:
+            return text
+        try:
+            return args[0](text)
+        except ValueError as err:
+            raise ValueError(f"setting {key!r}: cannot read {text!r} as {args[0].__name__}") from err
+    return _parse_like(text, current, key)
 
 
 def _parse_like(text: str, current: Any, key: str) -> Any:
