@@ -249,6 +249,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--large", type=int, default=10_000, help="ids of the large requests")
     parser.add_argument("--large-repeats", type=int, default=15)
     parser.add_argument("--load-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--materialize", default="auto",
+        help="the server's --materialize (auto, all, none, 0,1); the in-process get uses the same",
+    )
     parser.add_argument("--fast", action="store_true", help="small sizes: a smoke run")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
@@ -279,14 +283,18 @@ def main(argv: list[str] | None = None) -> None:
     run = write_fake_run(work / "run", graph, dims=dims, upto=len(dims) - 2, random_embeddings=True)
     publish(run, work / "store", check_model=False)
     store = EmbeddingStore(work / "store")
+    from bcemb.serve.views import ViewPolicy
+
+    views = ViewPolicy.parse(args.materialize).apply(store)  # as the server will
     print(f"store: {store!r}, built in {time.perf_counter() - t0:.1f} s at {work}")
+    print(f"materialized versions (server and in-process get): {views or 'none'}")
     print(f"machine: {os.cpu_count()} cpus, load average {load0:.1f} at the start")
 
     ours_port, floor_port = _free_port(), _free_port()
     ours = subprocess.Popen(
         [sys.executable, "-m", "bcemb.serve", "--store", str(work / "store"),
          "--port", str(ours_port), "--log-level", "warning", "--max-body-bytes", str(16 << 20),
-         "--refresh-seconds", "0.1"],
+         "--refresh-seconds", "0.1", "--materialize", args.materialize],
     )  # fmt: skip
     floor_dir = work / "floor"
     floor_dir.mkdir(exist_ok=True)
@@ -446,6 +454,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"load_rss_growth {growth:.4f}")
         print(f"reload_seconds {reload_s:.3f}")
         print(f"loadavg {max(load0, load1):.1f}")
+        print(f"materialized_versions {len(views)}")
         print(f"p99_ratio_1id {lines['p99_ratio_1id_json']:.3f}")
         print(f"p99_ratio_100ids {lines['p99_ratio_100ids_json']:.3f}")
         print(f"binary_10k_ratio {binary_ratio:.3f}")

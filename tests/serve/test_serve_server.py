@@ -180,6 +180,7 @@ def test_real_server_answers_on_loopback(big_server) -> None:
     _, port, store_dir = big_server
     base = f"http://127.0.0.1:{port}"
     store = EmbeddingStore(store_dir)
+    store.materialize()  # the server keeps the same views (bcemb serve --materialize auto)
     ids = [str(i) for i in store.ids("user")[:3]]
     r = httpx.post(
         f"{base}/embeddings", json={"ids": ids, "version": 0, "kind": "user"}, timeout=10

@@ -38,6 +38,7 @@ import orjson
 from bcemb.serve.encoding import ENCODINGS, Answer, Encoding, json_matrix
 from bcemb.serve.errors import HTTPProblem, clip
 from bcemb.serve.reload import StoreWatcher
+from bcemb.serve.views import ViewPolicy
 from bcemb.serve.request import EmbeddingsQuery, check_content_type, parse_query
 from bcemb.serve.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IDS, ServiceLimits
 from bcemb.store import EmbeddingStore, StoreError, UnknownIdsError, UnknownVersionError
@@ -443,7 +444,9 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 
 def _check_finite(vectors: np.ndarray, answer: Answer) -> None:
-    if not np.isfinite(vectors).all():  # JSON has no NaN; the store never should either
+    # On the plain array: the space-checking ufunc override of SpaceVectors costs more than
+    # the check itself on a small answer.
+    if not np.isfinite(vectors.view(np.ndarray)).all():  # JSON has no NaN; the store never should either
         logger.error("non-finite values in version %d of the store", answer.version)
         raise HTTPProblem(503, f"the store holds non-finite values in version {answer.version}")
 
@@ -457,6 +460,7 @@ def create_app(
     refresh_seconds: float = 0.25,
     limits: ServiceLimits | None = None,
     docs: bool = False,
+    views: ViewPolicy | None = None,
 ) -> EmbeddingService:
     """Build the HTTP app of a store (the store is opened now, so errors surface early).
 
@@ -469,6 +473,8 @@ def create_app(
             to never. The watcher runs while the app runs (ASGI lifespan).
         limits: All request limits (overrides ``max_ids`` and ``max_body_bytes``).
         docs: Serve ``/docs``, ``/redoc`` and ``/openapi.json`` (needs FastAPI).
+        views: Older versions kept materialized in memory (default: every older version
+            within 1 GiB, see :class:`~bcemb.serve.views.ViewPolicy`).
 
     Returns:
         The ASGI app.
@@ -484,7 +490,12 @@ def create_app(
             )
         limits = ServiceLimits(max_ids=max_ids, max_body_bytes=max_body_bytes)
     limits.check()
-    watcher = StoreWatcher(Path(store_dir), verify=verify, interval=refresh_seconds)
+    watcher = StoreWatcher(
+        Path(store_dir),
+        verify=verify,
+        interval=refresh_seconds,
+        views=views if views is not None else ViewPolicy(),
+    )
     docs_app = None
     if docs:
         from bcemb.serve.docs import docs_app as make_docs

@@ -75,6 +75,17 @@ def serve(
         int,
         typer.Option(help="BLAS threads of the server process (requests run in parallel threads)."),
     ] = 1,
+    materialize: Annotated[
+        str,
+        typer.Option(
+            help="Older versions kept materialized in memory, so that their answers need no "
+            "product: auto (every older version within --materialize-mb), all, none, or "
+            "versions like 0,1."
+        ),
+    ] = "auto",
+    materialize_mb: Annotated[
+        float, typer.Option(help="Memory --materialize auto may use (MiB).")
+    ] = 1024.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     access_log: Annotated[bool, typer.Option(help="Log one line per request.")] = False,
 ) -> None:
@@ -96,6 +107,7 @@ def serve(
     except OSError as err:
         raise _fail(str(err)) from None
     from bcemb.serve.app import create_app
+    from bcemb.serve.views import ViewPolicy
     from bcemb.store import StoreError
 
     try:
@@ -107,8 +119,9 @@ def serve(
         ).check()
         if not (max_connections > 0 and header_timeout > 0):
             raise ValueError("--max-connections and --header-timeout must be positive")
+        views = ViewPolicy.parse(materialize, materialize_mb)
         application = create_app(
-            store, limits=limits, refresh_seconds=refresh_seconds, docs=docs
+            store, limits=limits, refresh_seconds=refresh_seconds, docs=docs, views=views
         )
     except (StoreError, ValueError, OSError) as err:
         sock.close()

@@ -138,15 +138,25 @@ class ServiceMetrics:
         )
         self._store_key: object = None
         self._lock = threading.Lock()
+        self._children: dict[tuple[str, object, int], tuple[Any, Any, Any]] = {}
 
     def observe(self, route: str, version: object, status: int, seconds: float, vectors: int = 0) -> None:
         """Record one answered request."""
-        v = "latest" if version is None else str(version)
-        labels = (route, v, str(status))
-        self.requests.labels(*labels).inc()
-        self.latency.labels(*labels).observe(seconds)
+        key = (route, version, status)
+        children = self._children.get(key)
+        if children is None:  # labels() costs microseconds: look each label set up once
+            v = "latest" if version is None else str(version)
+            labels = (route, v, str(status))
+            children = self._children[key] = (
+                self.requests.labels(*labels),
+                self.latency.labels(*labels),
+                self.vectors.labels(v),
+            )
+        requests, latency, served = children
+        requests.inc()
+        latency.observe(seconds)
         if vectors:
-            self.vectors.labels(v).inc(vectors)
+            served.inc(vectors)
 
     def track_store(self, store: Any) -> None:
         """Refresh the store gauges when the snapshot changed (probe errors are computed once per snapshot)."""

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from bcemb.serve.errors import clip
+from bcemb.serve.views import ViewPolicy
 from bcemb.store import EmbeddingStore
 
 logger = logging.getLogger(__name__)
@@ -31,10 +32,21 @@ class StoreWatcher:
         root: The store directory (opened now, so that errors surface early).
         verify: Check checksums when opening each state.
         interval: Seconds between looks at the store pointer; negative: never reload.
+        views: Older versions to keep materialized (computed at opening; after a reload,
+            once the new snapshot is already served, so that no request waits for them).
     """
 
-    def __init__(self, root: str | Path, *, verify: bool = True, interval: float = 0.25) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        verify: bool = True,
+        interval: float = 0.25,
+        views: ViewPolicy | None = None,
+    ) -> None:
         self.store = EmbeddingStore(root, verify=verify)
+        self.views = views if views is not None else ViewPolicy(enabled=False)
+        self.views.apply(self.store)
         self.interval = interval
         self.error: str | None = None
         self.failed_since: float | None = None
@@ -60,6 +72,10 @@ class StoreWatcher:
             return False
         self.store, self.error, self.failed_since = fresh, None, None
         logger.info("now serving %s (latest version %d)", fresh.manifest.name, fresh.latest)
+        try:  # the new snapshot answers meanwhile with per-request products
+            self.views.apply(fresh)
+        except MemoryError:
+            logger.warning("not enough memory for the views of %s; computing per request", fresh.manifest.name)
         return True
 
     def start(self) -> None:

@@ -307,6 +307,8 @@ class EmbeddingStore:
         self.chain = TransformChain(transforms)
         self._matrices: dict[int, np.ndarray] = {}
         self._spaces: dict[int, str] = {}
+        # Ver-j views kept in memory by materialize(): (kind, j) -> [N, D_j] float32.
+        self._views: dict[tuple[str, int], np.ndarray] = {}
         ids_path = self._file(latest.files["ids"])
         ids = sio.read_table(ids_path, columns=["kind", "id"])
         try:
@@ -551,18 +553,71 @@ class EmbeddingStore:
         # Checksums were verified at opening; here only a cheap fstat makes sure the mapped
         # file has not been changed or truncated since (see ServedArray).
         self._served[kind].ensure_unchanged()
-        z = self._emb[kind][rows]  # a copy of the rows (fancy indexing), float32
-        if j != latest:
-            z = self._map(z, j)
+        if j == latest:
+            z = self._emb[kind][rows]  # a copy of the rows (fancy indexing), float32
+        else:
+            view = self._views.get((kind, j))
+            z = view[rows] if view is not None else self._map(self._emb[kind][rows], j)
         # Tagged with their space, so that mixing versions through the library raises.
-        space = self._spaces.get(j)
-        if space is None:
-            space = self._spaces[j] = self.space(j)
-        return SpaceVectors(z, space, j)
+        return SpaceVectors(z, self.space(j), j)
 
     def space(self, version: int | None = None) -> str:
         """Fingerprint of the space of ver-``version`` vectors (see :mod:`bcemb.store.fingerprint`)."""
-        return str(manifest_space(self.manifest, self._version(version)))
+        j = self._version(version)
+        space = self._spaces.get(j)
+        if space is None:  # a snapshot's spaces never change: hash once
+            space = self._spaces[j] = str(manifest_space(self.manifest, j))
+        return space
+
+    # ------------------------------------------------------------------ materialized views
+
+    def view_bytes(self, version: int) -> int:
+        """Memory a materialized ver-``version`` view takes (users and items, float32)."""
+        return 4 * self.dim(version) * sum(self.num_nodes(k) for k in sio.KINDS)
+
+    def materialize(
+        self, versions: Iterable[int] | None = None, *, max_bytes: int | None = None, block_rows: int = 65_536
+    ) -> list[int]:
+        """Keep ver-j views of every stored node in memory, so that :meth:`get` of those
+        versions is a row gather with no product.
+
+        A request of 100 ids at version j otherwise pays a ``[100, D_k] x [D_k, D_j]``
+        product (a few hundred microseconds on one core), more than the rest of an HTTP
+        answer. The views are computed with the same products as :meth:`get` (block by
+        block), cost ``4 * D_j`` bytes per node and version, and belong to this snapshot.
+
+        Args:
+            versions: Versions to keep (default every version but the latest, oldest first).
+            max_bytes: Stop before the views would take more than this (None: no limit).
+            block_rows: Rows per product.
+
+        Returns:
+            The versions materialized (now or before).
+        """
+        todo = [v for v in range(self.latest)] if versions is None else [self._version(v) for v in versions]
+        done: list[int] = []
+        used = sum(a.nbytes for a in self._views.values())
+        for j in todo:
+            if j == self.latest or all((k, j) in self._views for k in sio.KINDS):
+                done.append(j)
+                continue
+            need = self.view_bytes(j)
+            if max_bytes is not None and used + need > max_bytes:
+                break
+            for kind in sio.KINDS:
+                z = self._emb[kind]
+                out = np.empty((len(z), self.dim(j)), np.float32)
+                for start in range(0, len(z), block_rows):
+                    out[start : start + block_rows] = self._map(np.asarray(z[start : start + block_rows]), j)
+                self._views[(kind, j)] = out  # one dict assignment: readers see all or nothing
+            used += need
+            done.append(j)
+        return done
+
+    @property
+    def materialized(self) -> list[int]:
+        """Versions whose views are kept in memory (see :meth:`materialize`)."""
+        return sorted({j for _, j in self._views if all((k, j) in self._views for k in sio.KINDS)})
 
     # ------------------------------------------------------------------ new nodes
 
