@@ -307,13 +307,14 @@ class EmbeddingService:
             headers = [*encoding.headers(answer), (b"x-embedding-space", answer.space.encode())]
             return Reply(200, body, encoding.content_type, headers)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, lambda: store.rows(query.ids, kind=query.kind))
+        # Every id is looked up (and an unknown one refused) before the answer starts.
+        rows = await loop.run_in_executor(None, lambda: store.rows(query.ids, kind=query.kind))
         answer = self._answer(store, query, dim)
         return Reply(
             200,
             content_type=encoding.content_type,
             headers=[*encoding.headers(answer), (b"x-embedding-space", answer.space.encode())],
-            stream=self._blocks(store, query, answer, encoding),
+            stream=self._blocks(store, query, rows, answer, encoding),
             length=encoding.length(answer),
         )
 
@@ -324,7 +325,12 @@ class EmbeddingService:
         return Answer(version, store.latest, query.kind, query.ids, dim, store.space(version))
 
     async def _blocks(
-        self, store: EmbeddingStore, query: EmbeddingsQuery, answer: Answer, encoding: Encoding
+        self,
+        store: EmbeddingStore,
+        query: EmbeddingsQuery,
+        rows: np.ndarray,
+        answer: Answer,
+        encoding: Encoding,
     ) -> AsyncIterator[bytes]:
         """Head, row blocks computed in a worker thread one at a time, tail."""
         step = max(1, self.limits.chunk_bytes // (4 * max(answer.dim, 1)))
@@ -340,8 +346,7 @@ class EmbeddingService:
         ends = [*starts[1:], answer.rows]
 
         def block(start: int, end: int) -> bytes:
-            ids = query.ids[start:end]
-            vectors = store.get(ids, version=query.version, kind=query.kind)
+            vectors = store.get_rows(rows[start:end], version=query.version, kind=query.kind)
             _check_finite(vectors, answer)
             return encoding.block(vectors, start == 0)
 

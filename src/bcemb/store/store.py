@@ -547,9 +547,17 @@ class EmbeddingStore:
             UnknownIdsError: Unknown ids (named on the error).
             UnknownVersionError: A version the store does not have.
         """
+        return self.get_rows(self.rows(ids, kind=kind), version=version, kind=kind)
+
+    def get_rows(self, rows: np.ndarray, *, version: int | None = None, kind: str = "user") -> np.ndarray:
+        """:meth:`get` by row numbers (from :meth:`rows`), for callers that look ids up once
+        and then read the rows in blocks.
+
+        Shapes:
+            rows ``[N]`` -> returns ``[N, D_version]``.
+        """
         latest = self.manifest.latest
         j = latest if version is None else self._version(version)
-        rows = self.rows(ids, kind=kind)
         # Checksums were verified at opening; here only a cheap fstat makes sure the mapped
         # file has not been changed or truncated since (see ServedArray).
         self._served[kind].ensure_unchanged()
