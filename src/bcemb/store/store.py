@@ -547,6 +547,7 @@ class EmbeddingStore:
             UnknownIdsError: Unknown ids (named on the error).
             UnknownVersionError: A version the store does not have.
         """
+        version = None if version is None else self._version(version)  # an unknown version first
         return self.get_rows(self.rows(ids, kind=kind), version=version, kind=kind)
 
     def get_rows(self, rows: np.ndarray, *, version: int | None = None, kind: str = "user") -> np.ndarray:
