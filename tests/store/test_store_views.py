@@ -53,3 +53,12 @@ def test_unknown_version_is_refused(store: EmbeddingStore) -> None:
 
     with pytest.raises(UnknownVersionError):
         store.materialize([7])
+
+
+def test_get_rows_is_get_by_row_number(store: EmbeddingStore) -> None:
+    ids = list(store.ids("item"))[3:9]
+    rows = store.rows(ids, kind="item")
+    for version in (0, 2):
+        np.testing.assert_array_equal(
+            store.get_rows(rows, version=version, kind="item"), store.get(ids, version=version, kind="item")
+        )
