@@ -17,6 +17,7 @@ import typer
 
 from bcemb.cli_options import one_of
 from bcemb.store.errors import StoreError
+from bcemb.store.gate_cli import BootstrapSeedOpt, ResamplesOpt, RuleOpt
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,9 @@ def publish(
     report: Annotated[
         Path | None, typer.Option("--report", help="Write the gate's decision as JSON here.")
     ] = None,
+    rule: RuleOpt = None,
+    resamples: ResamplesOpt = 1000,
+    bootstrap_seed: BootstrapSeedOpt = 0,
 ) -> None:
     """Publish the run's latest finished version (and its history into an empty store)."""
     from bcemb.store.gate import GateRefused, publish_gated
@@ -120,6 +124,9 @@ def publish(
                 consumers=consumers,
                 report_path=report,
                 consumer_options={"threshold": consumer_threshold},
+                rule=rule,
+                resamples=resamples,
+                bootstrap_seed=bootstrap_seed,
                 keep_all=keep_all,
                 probe_fraction=probe_fraction,
                 min_probes=min_probes,

@@ -19,6 +19,11 @@ Inputs of the model kinds are the vectors of a ``user``, an ``item`` or an ``edg
 vector then the item's, concatenated). Metrics (:data:`METRICS`): ``roc_auc`` and ``accuracy``
 for models, ``recall@K`` and ``overlap@K`` for retrieval.
 
+Every probe table may carry a ``baseline_score`` column: the consumer's per-row scores
+(retrieval: per-query metric) in the space it was registered against, recorded at
+registration (:func:`measure_baseline`), so that the gate can resample baseline and candidate
+rows together (:mod:`bcemb.store.bootstrap`).
+
 On disk, under the store root (the manifest does not list consumers; they have their own
 registry, changed under the store's write lock and replaced atomically)::
 
@@ -49,6 +54,7 @@ from torch import nn
 from bcemb.models.io import read_tensors
 from bcemb.models.mlp import ConsumerMLP
 from bcemb.store import io as sio
+from bcemb.store.bootstrap import RowScores
 from bcemb.store.errors import IntegrityError, StoreError
 from bcemb.store.manifest import utc_now
 
@@ -58,25 +64,36 @@ __all__ = [
     "ARCHITECTURES",
     "DEFAULT_THRESHOLD",
     "INPUTS",
+    "BASELINE_COLUMN",
     "KINDS",
     "METRICS",
+    "RULES",
     "Consumer",
     "ConsumerDraft",
     "ConsumerError",
     "ConsumerRegistry",
     "LoadedConsumer",
     "View",
+    "baseline_rows",
     "evaluate",
+    "measure_baseline",
+    "score_rows",
 ]
 
 #: Default largest relative drop of a consumer's metric before the gate refuses (2 %).
 DEFAULT_THRESHOLD = 0.02
 #: What a model consumer takes as input.
 INPUTS = ("user", "item", "edge")
+#: Decision rules of the gate: ``interval`` refuses when the drop's bootstrap interval lies
+#: above the threshold (its lower end exceeds it), ``point`` when the measured drop does.
+RULES = ("interval", "point")
+#: Column of a probe (or query) table holding the baseline's per-row scores.
+BASELINE_COLUMN = "baseline_score"
 REGISTRY = "consumers/registry.json"
 _DIR = "consumers"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_FORMAT = 1
+# 2: consumers may carry a decision rule (format 1 registries are read as they are).
+_FORMAT = 2
 
 #: ``view(kind, ids, version) -> [len(ids), D_version]``: a source of ver-j compatible vectors.
 View = Callable[[str, list[str], int], np.ndarray]
@@ -107,6 +124,7 @@ class Consumer:
         created: ISO-8601 UTC.
         source: Where it came from (for example ``auto: task user_activity``).
         num_probes: Rows of its probe set (queries for retrieval).
+        rule: Its decision rule (one of :data:`RULES`; None: the gate's default).
     """
 
     name: str
@@ -122,6 +140,7 @@ class Consumer:
     created: str = ""
     source: str = ""
     num_probes: int = 0
+    rule: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -149,6 +168,7 @@ class ConsumerDraft:
         threshold: See :class:`Consumer`.
         baseline: Measured at registration when None.
         source: See :class:`Consumer`.
+        rule: See :class:`Consumer`.
     """
 
     name: str
@@ -162,6 +182,7 @@ class ConsumerDraft:
     threshold: float = DEFAULT_THRESHOLD
     baseline: float | None = None
     source: str = ""
+    rule: str | None = None
 
     def validate(self) -> None:
         """Raise :class:`ConsumerError` naming the first problem."""
@@ -177,6 +198,7 @@ class ConsumerDraft:
             raise ConsumerError(f"version must be a non-negative integer, got {self.version!r}")
         if not 0.0 <= self.threshold < 1.0:
             raise ConsumerError(f"threshold must be within [0, 1), got {self.threshold}")
+        check_rule(self.rule)
         name, k = parse_metric(self.metric)
         retrieval = self.kind == "retrieval"
         if retrieval != (name in ("recall", "overlap")):
@@ -188,8 +210,19 @@ class ConsumerDraft:
 
     def probe_count(self) -> int:
         """Rows of the probe set."""
-        table = self.tables.get("queries" if self.kind == "retrieval" else "probes")
+        table = self.tables.get(probe_role(self.kind))
         return 0 if table is None else table.num_rows
+
+
+def probe_role(kind: str) -> str:
+    """The table whose rows the gate resamples: ``queries`` (retrieval) or ``probes``."""
+    return "queries" if kind == "retrieval" else "probes"
+
+
+def check_rule(rule: str | None) -> None:
+    """Raise :class:`ConsumerError` unless ``rule`` is None or one of :data:`RULES`."""
+    if rule is not None and rule not in RULES:
+        raise ConsumerError(f"unknown decision rule {rule!r}; valid: {', '.join(RULES)}")
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -209,25 +242,27 @@ def parse_metric(metric: str) -> tuple[str, int | None]:
     return name, None
 
 
-def _roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    from bcemb.evaluation.metrics import roc_auc
-
-    if scores.ndim != 1:
+def _check_scores(metric: str, scores: np.ndarray) -> None:
+    if metric == "roc_auc" and scores.ndim != 1:
         raise ConsumerError(f"roc_auc needs one score per row, the model gives {scores.shape[1:]}")
-    return roc_auc(labels, scores)
 
 
-def _accuracy(labels: np.ndarray, scores: np.ndarray) -> float:
-    # One logit per row: positive above 0; several: the class with the largest score.
-    pred = (scores > 0).astype(np.int64) if scores.ndim == 1 else scores.argmax(axis=1)
-    return float((pred == labels.astype(np.int64)).mean()) if len(labels) else float("nan")
+def _row_metric(name: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    """``(labels, scores) -> value`` of a model metric, through its bootstrap statistic."""
+
+    def metric(labels: np.ndarray, scores: np.ndarray) -> float:
+        scores = np.asarray(scores, dtype=np.float64)
+        _check_scores(name, scores)
+        return RowScores(name, scores, np.asarray(labels)).value() if len(labels) else float("nan")
+
+    return metric
 
 
 #: Model metrics: ``(labels [N], scores [N] or [N, C]) -> value``; retrieval metrics are
 #: computed by :func:`_evaluate_retrieval` (their entry is None).
 METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float] | None] = {
-    "roc_auc": _roc_auc,
-    "accuracy": _accuracy,
+    "roc_auc": _row_metric("roc_auc"),
+    "accuracy": _row_metric("accuracy"),
     "recall": None,
     "overlap": None,
 }
@@ -391,6 +426,7 @@ class LoadedConsumer:
             config=dict(draft.config),
             source=draft.source,
             num_probes=draft.probe_count(),
+            rule=draft.rule,
         )
         return LoadedConsumer(spec, dict(draft.tensors), dict(draft.tables))
 
@@ -406,9 +442,19 @@ def evaluate(consumer: LoadedConsumer, view: View) -> tuple[float, dict[str, flo
         ``(value, details)``; details holds secondary figures (retrieval: both recall and
         neighbour overlap when the probe set allows).
     """
+    rows, details = score_rows(consumer, view)
+    return rows.value(), details
+
+
+def score_rows(consumer: LoadedConsumer, view: View) -> tuple[RowScores, dict[str, float]]:
+    """The consumer's per-row scores on its probe set (retrieval: per-query metric).
+
+    Returns:
+        ``(rows, details)``; ``rows.value()`` is the consumer's metric.
+    """
     c = consumer.spec
     if c.kind == "retrieval":
-        return _evaluate_retrieval(consumer, view)
+        return _retrieval_rows(consumer, view)
     probes = consumer.tables["probes"]
     if c.input == "edge":
         x = np.concatenate(
@@ -424,16 +470,16 @@ def evaluate(consumer: LoadedConsumer, view: View) -> tuple[float, dict[str, flo
     assert scorer is not None
     predict = scorer(c, consumer.tensors)
     try:
-        scores = predict(x)
+        scores = np.asarray(predict(x), dtype=np.float64)
     except RuntimeError as err:  # a shape mismatch inside torch
         raise ConsumerError(f"consumer {c.name} cannot score ver-{c.version} vectors: {err}") from err
     labels = probes.column("label").to_numpy()
-    metric = METRICS[parse_metric(c.metric)[0]]
-    assert metric is not None
-    return float(metric(labels, np.asarray(scores))), {}
+    name = parse_metric(c.metric)[0]
+    _check_scores(name, scores)
+    return RowScores(name, scores, labels), {}
 
 
-def _evaluate_retrieval(consumer: LoadedConsumer, view: View) -> tuple[float, dict[str, float]]:
+def _retrieval_rows(consumer: LoadedConsumer, view: View) -> tuple[RowScores, dict[str, float]]:
     c = consumer.spec
     name, k = parse_metric(c.metric)
     assert k is not None
@@ -442,22 +488,64 @@ def _evaluate_retrieval(consumer: LoadedConsumer, view: View) -> tuple[float, di
     q = np.asarray(view(c.input, _strings(queries, "query"), c.version), np.float64)
     t = np.asarray(view(c.config.get("target_kind", "item"), target_ids, c.version), np.float64)
     top = top_k(q, t, k, _lists(queries, "exclude"), target_ids)
-    details: dict[str, float] = {}
+    per_query: dict[str, np.ndarray] = {}
     neighbours = _lists(queries, "neighbours")
     if neighbours is not None:
-        details[f"overlap@{k}"] = float(
-            np.mean([len(set(a) & set(b)) / k for a, b in zip(top, neighbours, strict=True)])
+        per_query["overlap"] = np.array(
+            [len(set(a) & set(b)) / k for a, b in zip(top, neighbours, strict=True)], dtype=np.float64
         )
     relevant = _lists(queries, "relevant")
     if relevant is not None:
-        recalls = [len(set(a) & set(r)) / len(r) for a, r in zip(top, relevant, strict=True) if r]
-        details[f"recall@{k}"] = float(np.mean(recalls)) if recalls else float("nan")
-    key = f"{name}@{k}"
-    if key not in details:
-        raise ConsumerError(
-            f"consumer {c.name}: {key} needs {'recorded neighbours' if name == 'overlap' else 'relevant targets'} per query"
+        # A query without relevant targets has no recall: NaN, left out of the mean.
+        per_query["recall"] = np.array(
+            [len(set(a) & set(r)) / len(r) if r else np.nan for a, r in zip(top, relevant, strict=True)],
+            dtype=np.float64,
         )
-    return details.pop(key), details
+    if name not in per_query:
+        raise ConsumerError(
+            f"consumer {c.name}: {name}@{k} needs {'recorded neighbours' if name == 'overlap' else 'relevant targets'} per query"
+        )
+    details = {f"{m}@{k}": RowScores(m, v).value() for m, v in per_query.items() if m != name}
+    return RowScores(name, per_query[name]), details
+
+
+def _score_array(rows: RowScores) -> pa.Array:
+    s = np.asarray(rows.scores, dtype=np.float64)
+    return pa.array(s) if s.ndim == 1 else pa.array(list(s), pa.list_(pa.float64()))
+
+
+def baseline_rows(consumer: LoadedConsumer) -> RowScores | None:
+    """The baseline's per-row scores recorded at registration (None for older consumers)."""
+    c = consumer.spec
+    table = consumer.tables.get(probe_role(c.kind))
+    if table is None or BASELINE_COLUMN not in table.column_names:
+        return None
+    col = table.column(BASELINE_COLUMN)
+    if pa.types.is_list(col.type):
+        scores = np.array(col.to_pylist(), dtype=np.float64)
+    else:
+        scores = col.to_numpy(zero_copy_only=False).astype(np.float64)
+    labels = None if c.kind == "retrieval" else table.column("label").to_numpy()
+    return RowScores(parse_metric(c.metric)[0], scores, labels)
+
+
+def measure_baseline(draft: ConsumerDraft, view: View) -> float:
+    """Measure a draft's baseline on ``view`` and record its per-row scores in its probe table.
+
+    Sets ``draft.baseline`` and adds (or replaces) the :data:`BASELINE_COLUMN` column, which
+    makes the gate's interval paired.
+
+    Returns:
+        The baseline metric.
+    """
+    rows, _ = score_rows(LoadedConsumer.from_draft(draft), view)
+    role = probe_role(draft.kind)
+    table = draft.tables[role]
+    if BASELINE_COLUMN in table.column_names:
+        table = table.drop_columns([BASELINE_COLUMN])
+    draft.tables[role] = table.append_column(BASELINE_COLUMN, _score_array(rows))
+    draft.baseline = rows.value()
+    return draft.baseline
 
 
 def _lists(table: pa.Table, column: str) -> list[list[str]] | None:
@@ -623,6 +711,7 @@ class ConsumerRegistry:
                 created=utc_now(),
                 source=draft.source,
                 num_probes=draft.probe_count(),
+                rule=draft.rule,
             )
             consumers[draft.name] = consumer
             self._write(consumers)  # the commit point
@@ -633,15 +722,23 @@ class ConsumerRegistry:
 
     def set_threshold(self, name: str, threshold: float) -> Consumer:
         """Change one consumer's threshold."""
-        from bcemb.store.publish import write_lock
-
         if not 0.0 <= threshold < 1.0:
             raise ConsumerError(f"threshold must be within [0, 1), got {threshold}")
+        return self._update(name, threshold=float(threshold))
+
+    def set_rule(self, name: str, rule: str | None) -> Consumer:
+        """Change one consumer's decision rule (None: the gate's default)."""
+        check_rule(rule)
+        return self._update(name, rule=rule)
+
+    def _update(self, name: str, **changes: Any) -> Consumer:
+        from bcemb.store.publish import write_lock
+
         with write_lock(self.root):
             consumers = self._read()
             if name not in consumers:
                 raise ConsumerError(f"no consumer named {name!r} in {self.root}")
-            consumers[name] = replace(consumers[name], threshold=float(threshold))
+            consumers[name] = replace(consumers[name], **changes)
             self._write(consumers)
         return consumers[name]
 

@@ -3,8 +3,16 @@
 Before anything is written, every registered consumer's metric is computed on the
 *candidate's* backward-compatible view of its version — what the store would serve to it
 after the publish, ``B_{j+1} o ... o B_K (z_K)`` with the candidate run's latest embeddings and
-chain — and compared with its baseline. The gate refuses when any relative drop
-``(baseline - candidate) / baseline`` exceeds the consumer's threshold (default 2 %).
+chain — and compared with its baseline: the relative drop ``(baseline - candidate) / baseline``
+and its paired bootstrap 95 % interval over the probe rows (:mod:`bcemb.store.bootstrap`).
+Under the default ``interval`` rule the gate refuses when a drop is confidently over the
+consumer's threshold (default 2 %): the interval's lower end exceeds it. The ``point`` rule
+refuses when the measured drop alone exceeds it.
+
+The interval is paired when the baseline's per-row scores are known: recorded at
+registration, or recomputed for older consumers when a view of the space they were
+registered against is at hand (the candidate run's own version ``j``, or the store as it
+is). Otherwise only the candidate is resampled, against the fixed baseline.
 
 Publishing a run whose version 0 is new to the store (an empty store) also trains the five
 task consumers and a retrieval consumer on the run's ver-0 vectors (:func:`auto_consumers`);
@@ -21,7 +29,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Sequence
+import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,13 +42,19 @@ import torch
 
 from bcemb.models.io import load_transform, read_tensors
 from bcemb.store import io as sio
+from bcemb.store.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, RowScores, drop_interval, relative_drop
 from bcemb.store.consumers import (
     DEFAULT_THRESHOLD,
+    RULES,
+    Consumer,
     ConsumerDraft,
     ConsumerError,
     ConsumerRegistry,
     LoadedConsumer,
-    evaluate,
+    baseline_rows,
+    check_rule,
+    measure_baseline,
+    score_rows,
     top_k,
 )
 from bcemb.store.errors import PublishError, StoreError, UnknownIdsError, UnknownVersionError
@@ -51,6 +66,8 @@ from bcemb.transforms import TransformChain
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "DECISIONS",
+    "DEFAULT_RULE",
     "EXIT_REFUSED",
     "ConsumerResult",
     "GateRefused",
@@ -66,6 +83,21 @@ __all__ = [
 
 #: Exit status of ``bcemb store gate`` / ``publish --gate`` when the gate refuses.
 EXIT_REFUSED = 3
+#: The rule of consumers that name none, when the gate is not told one.
+DEFAULT_RULE = "interval"
+
+
+def _interval_refuses(drop: float, low: float, threshold: float) -> bool:
+    # Without an interval (no resamples, a degenerate probe set) the measured drop decides.
+    return (low if math.isfinite(low) else drop) > threshold
+
+
+#: ``rule -> (drop, interval's lower end, threshold) -> refuse?`` (keys: ``consumers.RULES``).
+DECISIONS: dict[str, Callable[[float, float, float], bool]] = {
+    "interval": _interval_refuses,
+    "point": lambda drop, low, threshold: drop > threshold,
+}
+assert tuple(DECISIONS) == RULES
 
 
 # ----------------------------------------------------------------------------- views
@@ -197,10 +229,17 @@ class ConsumerResult:
         candidate: The metric on the candidate's view (NaN when it could not be computed).
         drop: ``(baseline - candidate) / baseline`` (negative: the candidate is better).
         threshold: The largest accepted drop.
-        passed: ``drop <= threshold``.
+        passed: The verdict of ``rule``.
         pending: A consumer trained for this publish, registered only if it passes.
         note: Why it could not be evaluated, if so.
         details: Secondary figures (retrieval: neighbour overlap).
+        drop_low: Lower end of the drop's bootstrap interval (NaN: none).
+        drop_high: Upper end.
+        rule: The decision rule applied (``interval`` or ``point``).
+        interval: How the interval was made: ``paired`` (baseline scores recorded at
+            registration), ``paired-recomputed`` (recomputed from a view of the baseline's
+            space), ``candidate-only`` (baseline fixed) or ``none``.
+        resamples: Bootstrap resamples behind the interval.
     """
 
     name: str
@@ -215,6 +254,16 @@ class ConsumerResult:
     pending: bool = False
     note: str = ""
     details: dict[str, float] = field(default_factory=dict)
+    drop_low: float = float("nan")
+    drop_high: float = float("nan")
+    rule: str = DEFAULT_RULE
+    interval: str = "none"
+    resamples: int = 0
+
+    @property
+    def within_noise(self) -> bool:
+        """Passed although the measured drop is over the threshold (the interval reaches below)."""
+        return self.passed and self.drop > self.threshold
 
 
 @dataclass(frozen=True)
@@ -228,6 +277,11 @@ class GateReport:
         candidate_latest: The version the candidate would publish.
         results: One verdict per consumer.
         notes: Anything else a publish would run into (not part of the decision).
+        rule: The rule forced on every consumer (None: each consumer's own, else
+            :data:`DEFAULT_RULE`).
+        resamples: Bootstrap resamples of each interval.
+        seed: Seed of the resampling.
+        level: Coverage of the intervals.
     """
 
     candidate: str
@@ -236,6 +290,10 @@ class GateReport:
     candidate_latest: int
     results: tuple[ConsumerResult, ...]
     notes: tuple[str, ...] = ()
+    rule: str | None = None
+    resamples: int = DEFAULT_RESAMPLES
+    seed: int = 0
+    level: float = DEFAULT_LEVEL
 
     @property
     def passed(self) -> bool:
@@ -266,6 +324,8 @@ class GateReport:
                 "store": self.store,
                 "store_latest": self.store_latest,
                 "candidate_latest": self.candidate_latest,
+                "rule": self.rule,
+                "bootstrap": {"resamples": self.resamples, "seed": self.seed, "level": self.level},
                 "refused": [r.name for r in self.refused],
                 "consumers": [asdict(r) for r in self.results],
                 "notes": list(self.notes),
@@ -292,9 +352,24 @@ def _fmt(v: float, pct: bool = False) -> str:
     return f"{v:+.2%}" if pct else f"{v:.4f}"
 
 
+def _interval_cell(r: ConsumerResult) -> str:
+    if not (math.isfinite(r.drop_low) and math.isfinite(r.drop_high)):
+        return "n/a"
+    return f"[{_fmt(r.drop_low, True)}, {_fmt(r.drop_high, True)}]"
+
+
+def _verdict(r: ConsumerResult) -> str:
+    if not r.passed:
+        return "REFUSED" + (f" ({r.note})" if r.note else "")
+    return "ok (within noise)" if r.within_noise else "ok"
+
+
 def format_report(report: GateReport) -> str:
-    """The decision as a table: consumer, version, metric, baseline, candidate, drop."""
-    header = ["consumer", "version", "metric", "baseline", "candidate", "drop", "threshold", "verdict"]
+    """The decision as a table: consumer, version, metric, baseline, candidate, drop, interval."""
+    header = [
+        "consumer", "version", "metric", "baseline", "candidate", "drop", "95%-interval",
+        "threshold", "rule", "verdict",
+    ]
     rows = [
         [
             r.name + (" (new)" if r.pending else ""),
@@ -303,8 +378,10 @@ def format_report(report: GateReport) -> str:
             _fmt(r.baseline),
             _fmt(r.candidate),
             _fmt(r.drop, pct=True),
+            _interval_cell(r),
             f"{r.threshold:.1%}",
-            "ok" if r.passed else "REFUSED" + (f" ({r.note})" if r.note else ""),
+            r.rule,
+            _verdict(r),
         ]
         for r in report.results
     ]
@@ -313,6 +390,18 @@ def format_report(report: GateReport) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     if not report.results:
         lines.append("(no registered consumer)")
+    else:
+        lines.append(
+            f"drop: relative, negative = better; {report.level:.0%}-interval: bootstrap over the "
+            f"probe rows ({report.resamples} resamples, seed {report.seed}); rule interval refuses "
+            "when the interval's lower end exceeds the threshold, point when the drop does"
+        )
+    for r in report.results:
+        if r.interval not in ("paired", "none"):
+            lines.append(f"note: {r.name}: interval {r.interval}" + (
+                " (no baseline scores recorded and no view of its space at hand)"
+                if r.interval == "candidate-only" else " (baseline scores recomputed from its space)"
+            ))
     for n in report.notes:
         lines.append(f"note: {n}")
     if report.passed:
@@ -332,18 +421,78 @@ def format_report(report: GateReport) -> str:
 # ----------------------------------------------------------------------------- the gate
 
 
-def _judge(consumer: LoadedConsumer, view: Any, *, pending: bool) -> ConsumerResult:
+@dataclass(frozen=True)
+class _Options:
+    """How the gate decides: the forced rule (None: per consumer) and the bootstrap."""
+
+    rule: str | None = None
+    resamples: int = DEFAULT_RESAMPLES
+    seed: int = 0
+
+    def rule_of(self, spec: Consumer) -> str:
+        return self.rule or spec.rule or DEFAULT_RULE
+
+
+#: ``(version, space) -> a view serving that version in that space``, None when not at hand.
+_ViewSource = Callable[[int, str], Any]
+
+
+def _reproduces(rows: RowScores, baseline: float) -> bool:
+    # Scores that do not give the registered baseline (a baseline given by hand, another
+    # space) cannot stand in for it.
+    value = rows.value()
+    return math.isfinite(value) and abs(value - baseline) <= 1e-6 + 1e-4 * abs(baseline)
+
+
+def _baseline_for(
+    consumer: LoadedConsumer, sources: Sequence[_ViewSource]
+) -> tuple[RowScores | float, str]:
+    """The baseline's per-row scores and how they were had, else the baseline number."""
+    spec = consumer.spec
+    rows = baseline_rows(consumer)
+    if rows is not None and _reproduces(rows, spec.baseline):
+        return rows, "paired"
+    for source in sources:
+        view = source(spec.version, spec.space) if spec.space else None
+        if view is None:
+            continue
+        rows, _ = score_rows(consumer, view)
+        if _reproduces(rows, spec.baseline):
+            return rows, "paired-recomputed"
+    return spec.baseline, "candidate-only"
+
+
+def _judge(
+    consumer: LoadedConsumer,
+    view: Any,
+    *,
+    pending: bool,
+    options: _Options = _Options(),
+    sources: Sequence[_ViewSource] = (),
+) -> ConsumerResult:
     c = consumer.spec
     note = ""
     details: dict[str, float] = {}
+    rows: RowScores | None = None
     try:
         if c.version > view.latest:
             raise ConsumerError(f"version {c.version} is newer than the candidate's {view.latest}")
-        value, details = evaluate(consumer, view)
+        rows, details = score_rows(consumer, view)
+        value = rows.value()
     except (ConsumerError, StoreError, KeyError, ValueError) as err:
         value, note = float("nan"), str(err)
-    drop = (c.baseline - value) / abs(c.baseline) if c.baseline else c.baseline - value
-    passed = math.isfinite(value) and drop <= c.threshold
+    drop = float(relative_drop(c.baseline, value))
+    low = high = float("nan")
+    method = "none"
+    if rows is not None and math.isfinite(value):
+        baseline, method = _baseline_for(consumer, sources)
+        # Seeded by the consumer's name too: reproducible, and independent of the others.
+        seed = [options.seed, zlib.crc32(c.name.encode())]
+        interval = drop_interval(rows, baseline, resamples=options.resamples, seed=seed)
+        low, high = interval.low, interval.high
+        method = method if interval.method != "none" else "none"
+    rule = options.rule_of(c)
+    passed = math.isfinite(value) and not DECISIONS[rule](drop, low, c.threshold)
     if not math.isfinite(value) and not note:
         note = f"{c.metric} is undefined on the candidate"
     return ConsumerResult(
@@ -353,13 +502,68 @@ def _judge(consumer: LoadedConsumer, view: Any, *, pending: bool) -> ConsumerRes
         metric=c.metric,
         baseline=c.baseline,
         candidate=value,
-        drop=float(drop),
+        drop=drop,
         threshold=c.threshold,
         passed=bool(passed),
         pending=pending,
         note=note,
         details=details,
+        drop_low=low,
+        drop_high=high,
+        rule=rule,
+        interval=method,
+        resamples=options.resamples if method != "none" else 0,
     )
+
+
+def _matching(view: Any) -> _ViewSource:
+    """A source answering ``view`` for the spaces it serves."""
+
+    def source(version: int, space: str) -> Any:
+        try:
+            return view if version <= view.latest and view.space(version) == space else None
+        except (StoreError, OSError, ValueError):
+            return None
+
+    return source
+
+
+def _store_source(root: Path) -> _ViewSource:
+    """The store as it is now (opened on first need: most consumers record their scores)."""
+    opened: list[Any] = []
+
+    def source(version: int, space: str) -> Any:
+        if not opened:
+            from bcemb.store.store import EmbeddingStore
+
+            try:
+                opened.append(StoreView(EmbeddingStore(root, verify=False)))
+            except (StoreError, OSError, ValueError):
+                opened.append(None)
+        return None if opened[0] is None else _matching(opened[0])(version, space)
+
+    return source
+
+
+def _run_source(run: RunView) -> _ViewSource:
+    """The candidate run viewed from each of its finished versions (``j`` seen from ``m >= j``)."""
+    views: dict[int, RunView] = {run.latest: run}
+
+    def source(version: int, space: str) -> Any:
+        for m in finished_versions(run.run_dir):
+            if m < version:
+                continue
+            try:
+                if str(run_space(run.run_dir, version, m)) != space:
+                    continue
+                if m not in views:
+                    views[m] = RunView(run.run_dir, latest=m)
+            except (StoreError, OSError, ValueError):
+                continue
+            return views[m]
+        return None
+
+    return source
 
 
 def _lineage_notes(run: RunView, manifest: Manifest | None) -> list[str]:
@@ -389,6 +593,9 @@ def gate_run(
     *,
     pending: Sequence[ConsumerDraft] = (),
     pending_baselines: Sequence[float] | None = None,
+    rule: str | None = None,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
 ) -> GateReport:
     """Judge a training run's latest version against the store's registered consumers.
 
@@ -399,20 +606,30 @@ def gate_run(
         store_dir: The store (may be empty or missing: then only ``pending`` consumers count).
         pending: Consumers trained for this publish, judged like registered ones.
         pending_baselines: Their baselines (default each draft's ``baseline``).
+        rule: ``interval`` or ``point`` for every consumer (default: each consumer's own
+            rule, else :data:`DEFAULT_RULE`).
+        resamples: Bootstrap resamples of each drop's interval (0: none).
+        seed: Seed of the resampling.
 
     Returns:
         The report; :attr:`GateReport.passed` is the decision.
     """
+    check_rule(rule)
+    options = _Options(rule, resamples, seed)
     root = Path(store_dir)
     view = RunView(run_dir)
     manifest = load_manifest(root) if root.is_dir() else None
     registry = ConsumerRegistry(root)
-    results = [_judge(registry.load(c), view, pending=False) for c in registry.list()]
+    sources = [_run_source(view), _store_source(root)]
+    results = [
+        _judge(registry.load(c), view, pending=False, options=options, sources=sources)
+        for c in registry.list()
+    ]
     baselines = list(pending_baselines) if pending_baselines is not None else [d.baseline for d in pending]
     for draft, base in zip(pending, baselines, strict=True):
         loaded = LoadedConsumer.from_draft(draft)
         loaded.spec = _with_baseline(loaded.spec, base)
-        results.append(_judge(loaded, view, pending=True))
+        results.append(_judge(loaded, view, pending=True, options=options))
     return GateReport(
         candidate=str(run_dir),
         store=str(store_dir),
@@ -420,15 +637,28 @@ def gate_run(
         candidate_latest=view.latest,
         results=tuple(results),
         notes=tuple(_lineage_notes(view, manifest)),
+        rule=rule,
+        resamples=resamples,
+        seed=seed,
     )
 
 
-def gate_store(store: Any) -> GateReport:
+def gate_store(
+    store: Any, *, rule: str | None = None, resamples: int = DEFAULT_RESAMPLES, seed: int = 0
+) -> GateReport:
     """Every registered consumer on what the store serves now (a health check)."""
+    check_rule(rule)
+    options = _Options(rule, resamples, seed)
     view = StoreView(store)
     registry = ConsumerRegistry(store.root)
-    results = [_judge(registry.load(c), view, pending=False) for c in registry.list()]
-    return GateReport("store", str(store.root), store.latest, store.latest, tuple(results))
+    results = [
+        _judge(registry.load(c), view, pending=False, options=options, sources=[_matching(view)])
+        for c in registry.list()
+    ]
+    return GateReport(
+        "store", str(store.root), store.latest, store.latest, tuple(results),
+        rule=rule, resamples=resamples, seed=seed,
+    )
 
 
 def _with_baseline(spec: Any, baseline: float | None) -> Any:
@@ -551,8 +781,7 @@ def auto_consumers(
             threshold=threshold,
             source=f"auto: task {task} trained on version 0 of {run}",
         )
-        baseline, _ = evaluate(LoadedConsumer.from_draft(draft), view)
-        draft.baseline = baseline
+        baseline = measure_baseline(draft, view)  # records the per-row scores too
         out.append((draft, baseline))
         logger.info("consumer task.%s: hidden %d, dropout %.2f, probe ROC-AUC %.4f", task, h, d, baseline)
     retrieval = _retrieval_draft(
@@ -633,9 +862,8 @@ def _retrieval_draft(
         threshold=threshold,
         source=f"auto: held-out items of {len(chosen)} users after t_0, version 0 of {run}",
     )
-    baseline, details = evaluate(LoadedConsumer.from_draft(draft), view)
-    draft.baseline = baseline
-    logger.info("consumer retrieval.items: recall@%d %.4f %s", k, baseline, details)
+    baseline = measure_baseline(draft, view)
+    logger.info("consumer retrieval.items: recall@%d %.4f", k, baseline)
     return draft, baseline
 
 
@@ -650,6 +878,9 @@ def publish_gated(
     consumers: bool = True,
     report_path: str | Path | None = None,
     consumer_options: dict[str, Any] | None = None,
+    rule: str | None = None,
+    resamples: int = DEFAULT_RESAMPLES,
+    bootstrap_seed: int = 0,
     **publish_options: Any,
 ) -> tuple[Manifest, GateReport | None, list[str]]:
     """Publish a run after the gate (and register new consumers when version 0 is new).
@@ -662,6 +893,9 @@ def publish_gated(
             new to the store.
         report_path: Where to write the gate's JSON report.
         consumer_options: Keyword arguments of :func:`auto_consumers`.
+        rule: The gate's decision rule (see :func:`gate_run`).
+        resamples: Bootstrap resamples of the gate's intervals.
+        bootstrap_seed: Seed of the resampling.
         **publish_options: Passed on to :func:`bcemb.store.publish`.
 
     Returns:
@@ -681,7 +915,13 @@ def publish_gated(
     report = None
     if gate:
         report = gate_run(
-            run_dir, root, pending=[d for d, _ in drafts], pending_baselines=[b for _, b in drafts]
+            run_dir,
+            root,
+            pending=[d for d, _ in drafts],
+            pending_baselines=[b for _, b in drafts],
+            rule=rule,
+            resamples=resamples,
+            seed=bootstrap_seed,
         )
         if report_path is not None:
             report.write(report_path)

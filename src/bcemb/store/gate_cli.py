@@ -1,4 +1,4 @@
-"""``bcemb store consumers add|ls|rm|set-threshold``, ``bcemb store gate`` and ``bcemb store doctor``.
+"""``bcemb store consumers add|ls|rm|set-threshold|set-rule``, ``bcemb store gate`` and ``bcemb store doctor``.
 
 Mounted on the ``bcemb store`` app by :func:`register`. The gate exits with status 3
 (:data:`bcemb.store.gate.EXIT_REFUSED`) when it refuses, 1 on errors.
@@ -12,7 +12,9 @@ from typing import Annotated, Any
 
 import typer
 
-__all__ = ["consumers_app", "register"]
+from bcemb.cli_options import one_of
+
+__all__ = ["BootstrapSeedOpt", "ResamplesOpt", "RuleOpt", "consumers_app", "register"]
 
 consumers_app = typer.Typer(
     help="Frozen consumers the gate protects: add, list, remove.",
@@ -22,6 +24,27 @@ consumers_app = typer.Typer(
 
 StoreOpt = Annotated[Path, typer.Option("--store", "-s", help="Store directory.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+# bcemb.store.consumers.RULES, not imported so that ``--help`` stays light (a test compares).
+RULE_NAMES = ("interval", "point")
+
+
+def _rule(value: str | None) -> str | None:
+    return None if value is None else one_of("--rule", RULE_NAMES)(value)
+
+
+RuleOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--rule",
+        callback=_rule,
+        help="interval: refuse when a drop's 95% interval lies above the threshold; point: when "
+        "the measured drop does (default: each consumer's own rule, else interval).",
+    ),
+]
+ResamplesOpt = Annotated[
+    int, typer.Option("--resamples", min=0, help="Bootstrap resamples of each drop's interval (0: none).")
+]
+BootstrapSeedOpt = Annotated[int, typer.Option("--bootstrap-seed", help="Seed of the bootstrap.")]
 
 
 def _errors() -> Any:
@@ -82,12 +105,16 @@ def add(
         typer.Option(help="Baseline metric (default: measured on the store's current view)."),
     ] = None,
     replace: Annotated[bool, typer.Option("--replace", help="Replace a consumer of that name.")] = False,
+    rule: Annotated[
+        str | None,
+        typer.Option("--rule", callback=_rule, help="Its decision rule: interval or point (default: the gate's)."),
+    ] = None,
 ) -> None:
     """Register a frozen consumer with its probe set; its baseline is measured now."""
     import pyarrow as pa
 
     from bcemb.models.io import read_tensors
-    from bcemb.store.consumers import ConsumerDraft, ConsumerRegistry, LoadedConsumer, evaluate, parse_metric, top_k
+    from bcemb.store.consumers import ConsumerDraft, ConsumerRegistry, measure_baseline, parse_metric, top_k
     from bcemb.store.gate import StoreView
     from bcemb.store.store import EmbeddingStore
 
@@ -133,9 +160,12 @@ def add(
             tables=tables,
             threshold=threshold,
             source="bcemb store consumers add",
+            rule=rule,
         )
         draft.validate()
-        value = baseline if baseline is not None else evaluate(LoadedConsumer.from_draft(draft), view)[0]
+        # Measured here, the per-row scores are recorded for the gate's paired interval; a
+        # baseline given by hand has none (the gate then resamples the candidate alone).
+        value = baseline if baseline is not None else measure_baseline(draft, view)
         c = ConsumerRegistry(store).add(draft, space=s.space(version), baseline=value, replace_existing=replace)
     typer.echo(
         f"registered consumer {c.name} ({c.kind}, version {c.version}, {c.metric} baseline "
@@ -207,6 +237,20 @@ def set_threshold(
     typer.echo(f"consumer {c.name}: threshold {c.threshold:.1%}")
 
 
+@consumers_app.command("set-rule")
+def set_rule(
+    name: Annotated[str, typer.Argument(help="The consumer.")],
+    rule: Annotated[str, typer.Argument(help="interval, point, or default (the gate's).")],
+    store: StoreOpt,
+) -> None:
+    """Change one consumer's decision rule."""
+    from bcemb.store.consumers import ConsumerRegistry
+
+    with _errors():
+        c = ConsumerRegistry(store).set_rule(name, None if rule == "default" else rule)
+    typer.echo(f"consumer {c.name}: rule {c.rule or 'default'}")
+
+
 def _finish_gate(report: Any, report_path: Path | None) -> None:
     from bcemb.store.gate import EXIT_REFUSED, format_report
 
@@ -225,6 +269,9 @@ def gate(
     report: Annotated[
         Path | None, typer.Option("--report", help="Write the decision as JSON here (for CI).")
     ] = None,
+    rule: RuleOpt = None,
+    resamples: ResamplesOpt = 1000,
+    bootstrap_seed: BootstrapSeedOpt = 0,
 ) -> None:
     """Dry run of ``publish --gate``: judge the run against every registered consumer.
 
@@ -234,7 +281,7 @@ def gate(
     from bcemb.store.gate import gate_run
 
     with _errors():
-        result = gate_run(run, store)
+        result = gate_run(run, store, rule=rule, resamples=resamples, seed=bootstrap_seed)
     _finish_gate(result, report)
 
 
