@@ -29,7 +29,6 @@ same paths (a shared file system).
 from __future__ import annotations
 
 import errno
-import fcntl
 import functools
 import hashlib
 import json
@@ -193,21 +192,26 @@ class _HashedFile:
         self.closed = False
 
     def write(self, data: bytes) -> int:
-        """Hash ``data`` and write it (whole staged blocks with direct I/O)."""
+        """Hash ``data`` and write it (in whole staged blocks while direct I/O is on)."""
         self._sha.update(data)  # releases the GIL on large buffers
         view = memoryview(data).cast("B")
-        if not self._direct:
-            self._write_all(view)
-            return len(view)
-        while view:
+        size = len(view)
+        while view and self._direct:
             k = min(len(view), _STAGE_BYTES - self._fill)
             self._view[self._fill : self._fill + k] = view[:k]
             self._fill += k
             view = view[k:]
             if self._fill == _STAGE_BYTES:
-                self._write_all(self._view)
-                self._fill = 0
-        return len(data)
+                self._drain()
+        if view:  # direct I/O is off: what is staged goes first
+            self._drain()
+            self._write_all(view)
+        return size
+
+    def _drain(self) -> None:
+        if self._fill:
+            self._write_all(self._view[: self._fill])
+            self._fill = 0
 
     def _write_all(self, view: memoryview) -> None:
         while view:
@@ -232,9 +236,8 @@ class _HashedFile:
         self.closed = True
         try:
             if exc_type is None:
-                if self._fill:  # an unaligned tail: through the page cache
-                    self._direct = _set_direct(self._fd, False)
-                    self._write_all(self._view[: self._fill])
+                self._direct = _set_direct(self._fd, False)  # the unaligned tail
+                self._drain()
                 os.fsync(self._fd)
         finally:
             self._view.release()
@@ -245,8 +248,10 @@ class _HashedFile:
 def _set_direct(fd: int, on: bool) -> bool:
     """Switch ``O_DIRECT`` on or off for ``fd``; whether it is on."""
     direct = getattr(os, "O_DIRECT", 0)
-    if not direct:
+    if not direct:  # not Linux: no direct I/O, and maybe no fcntl
         return False
+    import fcntl
+
     flags = fcntl.fcntl(fd, fcntl.F_GETFL)
     try:
         fcntl.fcntl(fd, fcntl.F_SETFL, flags | direct if on else flags & ~direct)
