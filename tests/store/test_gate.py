@@ -242,9 +242,12 @@ def test_consumers_cli_add_ls_rm(gated_store: Path, tmp_path: Path) -> None:
     code, out, _ = invoke(
         "consumers", "add", "cli.lin", "--store", gated_store, "--kind", "linear",
         "--weights", tmp_path / "w.safetensors", "--probes", tmp_path / "probes.parquet",
-        "--threshold", 0.05,
+        "--threshold", 0.05, "--rule", "point",
     )
     assert code == 0 and "baseline 1.0000" in out and "threshold 5.0%" in out
+    reg = ConsumerRegistry(gated_store)
+    assert reg.get("cli.lin").rule == "point"
+    assert BASELINE_COLUMN in reg.load("cli.lin").tables["probes"].column_names
     code, _, err = invoke(
         "consumers", "add", "cli.lin", "--store", gated_store, "--kind", "linear",
         "--weights", tmp_path / "w.safetensors", "--probes", tmp_path / "probes.parquet",
@@ -269,6 +272,7 @@ def test_consumers_cli_add_ls_rm(gated_store: Path, tmp_path: Path) -> None:
     assert code == 0 and "overlap@5 baseline 1.0000" in out
     code, out, _ = invoke("consumers", "ls", "--store", gated_store, "--evaluate")
     assert code == 0 and "cli.knn" in out and "current" in out and "5 consumer(s)" in out
+    assert "point" in next(line for line in out.splitlines() if line.startswith("cli.lin "))
     code, out, _ = invoke("consumers", "ls", "--store", gated_store, "--json")
     assert {c["name"] for c in json.loads(out)["consumers"]} >= {"cli.lin", "cli.torch", "cli.knn"}
     code, out, _ = invoke("consumers", "rm", "cli.lin", "--store", gated_store)

@@ -191,18 +191,22 @@ def ls(
             from bcemb.store.gate import gate_store
             from bcemb.store.store import EmbeddingStore
 
-            report = gate_store(EmbeddingStore(store, verify=False))
+            # Only the current values are shown: no interval to pay for.
+            report = gate_store(EmbeddingStore(store, verify=False), resamples=0)
             current = {r.name: r.candidate for r in report.results}
     if as_json:
         rows = [{**c.to_dict(), **({"current": current.get(c.name)} if evaluate_now else {})} for c in consumers]
         typer.echo(json.dumps({"consumers": rows}, indent=1))
         return
-    header = ["consumer", "kind", "version", "input", "metric", "baseline", "threshold", "probes"]
+    header = ["consumer", "kind", "version", "input", "metric", "baseline", "threshold", "rule", "probes"]
     if evaluate_now:
         header.append("current")
     table = []
     for c in consumers:
-        row = [c.name, c.kind, c.version, c.input, c.metric, f"{c.baseline:.4f}", f"{c.threshold:.1%}", c.num_probes]
+        row = [
+            c.name, c.kind, c.version, c.input, c.metric, f"{c.baseline:.4f}", f"{c.threshold:.1%}",
+            c.rule or "default", c.num_probes,
+        ]
         if evaluate_now:
             row.append(f"{current.get(c.name, float('nan')):.4f}")
         table.append(row)
