@@ -1,8 +1,10 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
-from bcemb.losses import bpr_loss, multi_step_alignment, single_step_alignment
+from bcemb.losses import bpr_loss, multi_step_alignment, prepare_alignment, single_step_alignment
 from bcemb.transforms import LinearTransform
+from bcemb.transforms.mlp import ResidualMLPTransform
 
 
 def test_single_step_is_mse(seed):
@@ -60,3 +62,36 @@ def test_weighted_distinct_rows_equal_repeated_rows(seed):
         full = loss(z_k[rows], z_prev[rows], b, prev)
         weighted = loss(z_k[uniq], z_prev[uniq], b, prev, counts.float())
         assert torch.allclose(full, weighted, atol=1e-6)
+
+
+@pytest.mark.parametrize("loss", [single_step_alignment, multi_step_alignment])
+@pytest.mark.parametrize("history", [0, 2])
+def test_prepared_alignment_equals_the_loss(seed, loss, history):
+    # The trainer's fast path (factor and targets x factor computed once, one fused GEMM)
+    # gives the loss function's value and gradients.
+    torch.manual_seed(seed)
+    dims = [5, 3, 4, 6][: history + 2]
+    prev = [LinearTransform(dims[i], dims[i - 1]).frozen_copy() for i in range(1, len(dims) - 1)]
+    b_k = LinearTransform(dims[-1], dims[-2])
+    target = torch.randn(11, dims[-2])
+    ids = torch.tensor([0, 2, 3, 7, 10])
+    weight = torch.tensor([1.0, 3.0, 2.0, 1.0, 5.0])
+    prepared = prepare_alignment(loss, target, b_k, prev)
+    assert prepared is not None
+    for w in (None, weight):
+        z = torch.randn(5, dims[-1], requires_grad=True)
+        expected = loss(z, target[ids], b_k, prev, w)
+        want = torch.autograd.grad(expected, (z, b_k.weight))
+        got_value = prepared(z, ids, b_k, w)
+        got = torch.autograd.grad(got_value, (z, b_k.weight))
+        assert torch.allclose(got_value, expected, atol=1e-6, rtol=1e-5)
+        for g, e in zip(got, want, strict=True):
+            assert torch.allclose(g, e, atol=1e-6, rtol=1e-5)
+
+
+def test_prepared_alignment_declines_non_linear_links():
+    mlp = ResidualMLPTransform(4, 3, hidden=5)
+    target = torch.randn(6, 3)
+    assert prepare_alignment(multi_step_alignment, target, mlp) is None
+    assert prepare_alignment(multi_step_alignment, torch.randn(6, 2), LinearTransform(4, 3), [mlp.frozen_copy()]) is None
+    assert prepare_alignment(lambda *a: a, target, LinearTransform(4, 3)) is None  # unknown loss

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -15,8 +16,11 @@ __all__ = [
     "bpr_loss_rows",
     "single_step_alignment",
     "multi_step_alignment",
+    "multi_step_factor",
     "BATCH_ROLES",
     "ALIGNMENT_LOSSES",
+    "PreparedAlignment",
+    "prepare_alignment",
 ]
 
 
@@ -104,20 +108,10 @@ def multi_step_alignment(
     previous = list(previous)
     if not all(t.linear for t in previous):
         return _multi_step_explicit(transform(z_k), z_prev, previous, weight)
-    d = z_prev.shape[1]
     if not previous:
         # k = 1: Q = I / D_{k-1}, the plain mean squared residual; no product needed.
         return _row_mean((transform(z_k) - z_prev).pow(2).mean(dim=1), weight)
-    # Each term is mean_x ||M_j delta||^2 / D_j with M_j = W_{j+1} ... W_{k-1} fixed, so the
-    # sum is the quadratic form delta^T Q delta with Q = 1/k sum_j M_j^T M_j / D_j = C C^T
-    # (Cholesky; Q is positive definite as it holds I / D_{k-1}), i.e. ||delta C||^2: one
-    # [N, D] x [D, D] product instead of k-1 chained ones over the batch.
-    m = torch.eye(d, dtype=z_prev.dtype, device=z_prev.device)
-    q = m / d
-    for older in reversed(previous):  # B_{k-1}, then B_{k-2}, ..., B_1
-        m = older.matrix().detach().to(z_prev) @ m
-        q = q + m.T @ m / m.shape[0]
-    c = torch.linalg.cholesky(q / (len(previous) + 1))
+    c = multi_step_factor(previous, z_prev)
     if transform.linear:
         # A linear B_k folds into C: delta C = z_k (W_k^T C) - z_{k-1} C, so only one
         # product over the rows carries a gradient.
@@ -125,6 +119,27 @@ def multi_step_alignment(
     else:
         delta_c = (transform(z_k) - z_prev) @ c
     return _row_mean(delta_c.pow(2).sum(dim=1), weight)
+
+
+def multi_step_factor(previous: Sequence[BackwardTransform], like: Tensor) -> Tensor:
+    r"""``C`` with ``C C^T = Q``, the quadratic form of the multi-step loss (linear older links).
+
+    Each term of Eq. 8 is ``mean_x ||M_j delta||^2 / D_j`` with ``M_j = W_{j+1} ... W_{k-1}``
+    fixed, so the loss is ``delta^T Q delta`` with ``Q = 1/k sum_j M_j^T M_j / D_j``, i.e.
+    ``||delta C||^2`` (Cholesky; ``Q`` is positive definite as it holds ``I / D_{k-1}``): one
+    ``[N, D] x [D, D]`` product instead of ``k-1`` chained ones. ``like`` gives the
+    dimension ``D_{k-1}`` (its last axis), dtype and device.
+
+    Shapes:
+        -> ``[D_{k-1}, D_{k-1}]``.
+    """
+    d = like.shape[-1]
+    m = torch.eye(d, dtype=like.dtype, device=like.device)
+    q = m / d
+    for older in reversed(previous):  # B_{k-1}, then B_{k-2}, ..., B_1
+        m = older.matrix().detach().to(like) @ m
+        q = q + m.T @ m / m.shape[0]
+    return torch.linalg.cholesky(q / (len(previous) + 1))
 
 
 def _multi_step_explicit(
@@ -139,6 +154,103 @@ def _multi_step_explicit(
 
 
 ALIGNMENT_LOSSES = {"single": single_step_alignment, "multi": multi_step_alignment}
+
+
+class _WeightedSquaredResidual(torch.autograd.Function):
+    """``sum_r w_r ||z_r A - t_r||^2``: one GEMM forward, two backward, three row passes.
+
+    Autograd through ``(z @ A - t).pow(2).sum(1) * w`` keeps four ``[R, D]`` intermediates and
+    runs about ten element-wise kernels; on a training step where the alignment's GEMMs are
+    already a large share of the model's, those passes were most of what remained.
+    """
+
+    @staticmethod
+    def forward(ctx, z: Tensor, a: Tensor, t: Tensor, w: Tensor) -> Tensor:  # noqa: ANN001
+        r = torch.addmm(t, z, a, beta=-1)  # z A - t in the GEMM's own output pass
+        rw = r * w.unsqueeze(1)
+        ctx.save_for_backward(z, a, rw)
+        return torch.dot(rw.view(-1), r.view(-1))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:  # noqa: ANN001
+        z, a, rw = ctx.saved_tensors
+        g2 = 2 * grad  # d/dr of w r.r is 2 w r; the factor goes on the small [D_k, D] side
+        grad_z = rw @ (a * g2).T if ctx.needs_input_grad[0] else None
+        grad_a = (z.T @ rw).mul_(g2) if ctx.needs_input_grad[1] else None
+        return grad_z, grad_a, None, None
+
+
+@dataclass
+class PreparedAlignment:
+    r"""An alignment loss of linear links with its parts fixed for a version computed once.
+
+    Both losses are then ``scale * sum_r w_r ||z_r W_k^T C - (z_{k-1} C)_r||^2 / sum_r w_r``:
+    the factor ``C`` of the multi-step form (:func:`multi_step_factor`; None: the identity)
+    and the targets times ``C`` depend only on the frozen ``M_{k-1}`` and ``B_1 .. B_{k-1}``,
+    so a step does one ``[R, D_k] x [D_k, D_{k-1}]`` product (and its two gradients) and a
+    gather. Same value and gradients as the loss function, up to float rounding.
+
+    Attributes:
+        factor: ``C``. Shape ``[D_{k-1}, D_{k-1}]``; None for the identity.
+        target: ``z_{k-1} C`` of every row. Shape ``[N, D_{k-1}]``.
+        scale: The constant in front (``1 / D_{k-1}`` for a plain mean over coordinates).
+    """
+
+    factor: Tensor | None
+    target: Tensor
+    scale: float
+
+    def __call__(
+        self, z_k: Tensor, ids: Tensor | None, transform: BackwardTransform, weight: Tensor | None = None
+    ) -> Tensor:
+        """The loss of rows ``z_k`` (target rows ``ids``; all when None), weighted by ``weight``.
+
+        Shapes:
+            z_k: ``[R, D_k]``, ids: ``[R]``, weight: ``[R]`` -> scalar.
+        """
+        a = transform.matrix().T
+        if self.factor is not None:
+            a = a @ self.factor
+        target = self.target if ids is None else self.target.index_select(0, ids)
+        w = z_k.new_ones(z_k.shape[0]) if weight is None else weight.to(z_k.dtype)
+        return _WeightedSquaredResidual.apply(z_k, a, target, w * (self.scale / w.sum()))
+
+
+def _single_form(previous: Sequence[BackwardTransform], target: Tensor) -> tuple[Tensor | None, float]:
+    return None, 1.0 / target.shape[1]
+
+
+def _multi_form(previous: Sequence[BackwardTransform], target: Tensor) -> tuple[Tensor | None, float]:
+    if not previous:  # k = 1: the single-step loss
+        return _single_form(previous, target)
+    return multi_step_factor(previous, target), 1.0
+
+
+#: Loss function -> its quadratic form ``(C, scale)`` when every link is linear.
+_QUADRATIC_FORMS: dict[Callable[..., Tensor], Callable[..., tuple[Tensor | None, float]]] = {
+    single_step_alignment: _single_form,
+    multi_step_alignment: _multi_form,
+}
+
+
+@torch.no_grad()
+def prepare_alignment(
+    loss: Callable[..., Tensor],
+    target: Tensor,
+    transform: BackwardTransform,
+    previous: Sequence[BackwardTransform] = (),
+) -> PreparedAlignment | None:
+    """``loss`` with frozen ``target`` (``[N, D_{k-1}]``) and ``previous`` as a
+    :class:`PreparedAlignment`; None when it has no such form (a non-linear link, another loss).
+    """
+    previous = list(previous)
+    form = _QUADRATIC_FORMS.get(loss)
+    if form is None or not transform.linear or not all(t.linear for t in previous):
+        return None
+    factor, scale = form(previous, target)
+    target = target.detach()
+    return PreparedAlignment(factor, target if factor is None else target @ factor, scale)
 
 #: The node roles of a BPR batch: users, positive items, negative items (B rows each).
 BATCH_ROLES = 3

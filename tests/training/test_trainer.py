@@ -150,3 +150,80 @@ def test_trainer_applies_the_objectives_alignment_scale(toy_graph):
                           generator=torch.Generator().manual_seed(0), alignment=align)
         aligns.append(out.curve[-1]["align"])
     assert aligns[1] == pytest.approx(3 * aligns[0], rel=1e-6)
+
+
+def _per_role_reference(model, v, batch, target, b_k, older, lam, weight_decay):
+    """The reference's loss written out: BPR + lam x sum over roles of the multi-step MSEs."""
+    import torch.nn.functional as F
+
+    from bcemb.losses import bpr_loss
+
+    z_all = torch.cat(model(v.train_graph))
+    user, pos, neg = batch
+    n_users = v.train_graph.num_users
+    roles = [user, pos + n_users, neg + n_users]
+    align = 0.0
+    for rows in roles:
+        approx, t = b_k(z_all[rows]), target[rows]
+        terms = [F.mse_loss(approx, t)]
+        for link in reversed(older):  # B_{k-1} first, then down to B_1
+            approx, t = link(approx), link(t)
+            terms.append(F.mse_loss(approx, t))
+        align = align + sum(terms) / len(terms)
+    bpr = bpr_loss(*(z_all[r] for r in roles), weight_decay=weight_decay)
+    return bpr + lam * align, align
+
+
+def test_train_step_alignment_equals_the_per_role_reference(toy_graph, seed):
+    # The trainer's BC-Aligner term (distinct rows, prepared factor, fused GEMM) gives the
+    # reference's loss and gradients: the sum of three per-role multi-step MSEs, times lam.
+    import copy
+
+    from bcemb.losses import multi_step_alignment
+    from bcemb.training import Alignment
+    from bcemb.training.trainer import train_step
+    from bcemb.transforms import LinearTransform
+
+    data, ctx = tiny_context(toy_graph, seed=seed)
+    v = data.version(2)
+    objective, _ = ctx.task(2)
+    torch.manual_seed(seed)
+    model = ctx.new_model(2)
+    model.train()
+    reference_model = copy.deepcopy(model)
+    b_k = LinearTransform(16, 12)
+    older = [LinearTransform(10, 8).frozen_copy(), LinearTransform(12, 10).frozen_copy()]  # B_1, B_2
+    target = torch.randn(v.train_graph.num_nodes, 12)
+    batch = next(iter(objective.batches(96, torch.Generator().manual_seed(seed))))
+    lam = 16.0
+    alignment = Alignment(b_k, multi_step_alignment, older, target, lam)
+    params = [*model.parameters(), b_k.weight]
+    loss, align = train_step(model, objective, batch, torch.optim.SGD(params, lr=0.0), alignment)
+
+    ref_b_k = copy.deepcopy(b_k)
+    ref_loss, ref_align = _per_role_reference(
+        reference_model, v, batch, target, ref_b_k, older, lam, objective.weight_decay
+    )
+    ref_loss.backward()
+    assert loss == pytest.approx(float(ref_loss.detach()), rel=1e-5)
+    assert align == pytest.approx(float(ref_align.detach()), rel=1e-5)
+    ref_params = [*reference_model.parameters(), ref_b_k.weight]
+    for p, q in zip(params, ref_params, strict=True):
+        # atol: gradients that are 0 in exact arithmetic (biases before BatchNorm) are ~1e-6
+        assert torch.allclose(p.grad, q.grad, atol=5e-6, rtol=1e-4)
+
+
+def test_alignment_redoes_its_prepared_parts_when_targets_change(seed):
+    from bcemb.losses import multi_step_alignment
+    from bcemb.training import Alignment
+    from bcemb.transforms import LinearTransform
+
+    torch.manual_seed(seed)
+    older = [LinearTransform(6, 4).frozen_copy()]
+    alignment = Alignment(LinearTransform(8, 6), multi_step_alignment, older, torch.randn(10, 6), 1.0)
+    z, ids = torch.randn(3, 8), torch.tensor([1, 4, 9])
+    before = alignment.batch_loss(z, ids)
+    alignment.target.mul_(2.0)  # in place: the cached targets x factor are stale
+    after = alignment.batch_loss(z, ids)
+    expected = multi_step_alignment(z, alignment.target[ids], alignment.transform, older)
+    assert not torch.allclose(before, after) and torch.allclose(after, expected, atol=1e-6)

@@ -8,6 +8,7 @@ embedding rows to align; the evaluator selects the best epoch. Joint methods add
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from bcemb.losses import PreparedAlignment, prepare_alignment
 from bcemb.training.checkpoint import LoopState, load_checkpoint, save_checkpoint
 from bcemb.training.config import TrainConfig
 from bcemb.training.distributed import average_buffers, average_gradients, average_scalar
@@ -50,6 +52,29 @@ class Alignment:
     previous: Sequence[BackwardTransform]
     target: Tensor
     lam: float
+    _prepared: PreparedAlignment | None = field(default=None, init=False, repr=False, compare=False)
+    _prepared_key: tuple[int, ...] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def batch_loss(self, z: Tensor, ids: Tensor, weight: Tensor | None = None) -> Tensor:
+        """``loss(z, target[ids], transform, previous, weight)`` (without ``lam``).
+
+        Same value and gradients; with linear links the parts fixed for the version (the
+        multi-step factor, the targets times it) are computed once, not at every step
+        (:func:`bcemb.losses.prepare_alignment`). Shapes: ``z [R, D_k]``, ``ids [R]``.
+        """
+        key = self._frozen_key()
+        if key != self._prepared_key:
+            self._prepared = prepare_alignment(self.loss, self.target, self.transform, self.previous)
+            self._prepared_key = key
+        if self._prepared is None:
+            return self.loss(z, self.target[ids], self.transform, self.previous, weight)
+        return self._prepared(z, ids, self.transform, weight)
+
+    def _frozen_key(self) -> tuple[int, ...]:
+        # Storage and in-place version of every frozen tensor: the prepared parts are redone
+        # if the targets or an older link are replaced or changed in place.
+        frozen = itertools.chain([self.target], *(itertools.chain(t.parameters(), t.buffers()) for t in self.previous))
+        return tuple(v for x in frozen for v in (x.data_ptr(), x._version))
 
 
 @dataclass
@@ -221,9 +246,7 @@ def train_step(
     if alignment is not None:
         if out.z is None or out.ids is None:
             raise ValueError(f"{type(objective).__name__}.step returned no rows to align")
-        align = out.align_scale * alignment.loss(
-            out.z, alignment.target[out.ids], alignment.transform, alignment.previous, out.weight
-        )
+        align = out.align_scale * alignment.batch_loss(out.z, out.ids, out.weight)
         loss = loss + alignment.lam * align
         align_value = float(align.detach())
     opt.zero_grad(set_to_none=True)
