@@ -22,10 +22,17 @@ Each step is: forward -> BPR loss on one sampled batch [-> + alignment] -> backw
 step -> float(loss). It reports seconds per step, steps per epoch (``ceil(train edges /
 batch)``), seconds per epoch (steps x s/step + the epoch's BPR sampling, measured once), the
 estimated time of the paper's 500 epochs (validation not included), and the last lines give
-the figures of issue 8: ``dense_rate_ratio`` (our step's dense products, timed and counted
-by ``torch.profiler``, against ``torch.mm`` of the same ``[N, D] x [D, 2D]`` shape in the
-same run), ``deterministic_cost`` (ours / ours-fast), ``bc_over_nonbc`` (bc / ours) and,
-last, ``ratio_vs_plain_pyg`` (plain / ours, the minimum over versions).
+the figures of issue 8, per version and then the worst over versions:
+
+* ``deterministic_cost``: ours / ours-fast (``_max``);
+* ``bc_gemm_floor``: 1 + the alignment's necessary GEMMs (``z A - t``, ``r A^T``, ``z^T r`` on
+  the batch's distinct nodes, bare, timed in the same rounds) / ours: the least the next
+  ratio can be (``_max``);
+* ``bc_over_nonbc``: BC-Aligner step / Non-BC step; worst: ``bc_step_ratio_max``;
+* ``dense_rate``: bare same-shape ``torch.matmul`` / our step's dense part alone
+  (:func:`~bcemb.models.sage.project` per layer, forward and backward, as in the step),
+  alternating, medians; worst (the minimum) ``dense_rate``;
+* last, ``ratio_vs_plain_pyg``: plain / ours, the minimum over versions.
 
 FLOP count of the plain step (a multiply-add is 2 FLOPs); our step computes the same model
 with fewer FLOPs (layer 1 on distinct input rows, layer 2 on distinct layer-1 rows: see
@@ -78,7 +85,8 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -90,13 +98,17 @@ from bcemb.experiments.config import PROFILES, SIZE_TABLES
 from bcemb.experiments.context import ExperimentData
 from bcemb.losses import multi_step_alignment
 from bcemb.models.graph_input import GraphInput
-from bcemb.models.sage import SageConfig, SageEncoder
+from bcemb.models.sage import SageConfig, SageEncoder, project
+from bcemb.models.sage_plan import SagePlan
 from bcemb.models.sage_reference import plain_pyg_adjacency, plain_pyg_embed
 from bcemb.training.recommender import BPRObjective
 from bcemb.training.trainer import Alignment, VersionData, train_step
 from bcemb.transforms.base import BackwardTransform
 from bcemb.transforms.linear import LinearTransform
 from bcemb.utils import resolve_device
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared benchmark helpers
+from _timing import median_pair  # noqa: E402
 
 #: The paper's Amazon Musical Instruments 5-core size (users, items, edges).
 MUSICAL_SIZE = (27_530, 10_611, 231_312)
@@ -130,8 +142,10 @@ class Row:
     mm_gflops: float
     wgrad_gflops: float
     spmm_gflops: float
-    layer_mm_gflops: float = float("nan")
-    dense_gflops: float = float("nan")
+    #: ``ours`` only: the step's dense part alone against bare same-shape matmuls (rate ratio).
+    dense_rate: float = float("nan")
+    #: ``bc`` only: 1 + the bare alignment GEMMs' time / the Non-BC step's (the ratio's floor).
+    bc_floor: float = float("nan")
 
     @property
     def align(self) -> bool:
@@ -222,39 +236,75 @@ def _times(
     return times
 
 
-def kernel_rates(graph: GraphInput, dim: int, device: torch.device) -> tuple[float, float, float, float]:
+def kernel_rates(graph: GraphInput, dim: int, device: torch.device) -> tuple[float, float, float]:
     """GFLOP/s of the step's kernels on this graph's shapes, best of several repetitions.
 
     Returns the rates of ``torch.mm`` ``[N, D] x [D, D]`` (a plain layer's forward product and
-    its input gradient), ``[D, N] x [N, D]`` (the weight gradient), the sparse mean
-    aggregation ``D^-1 A @ [N, D]``, and the rate of our layer's three products (``[N, D] x
-    [D, 2D]``, ``[N, 2D] x [2D, D]``, ``[2D, N] x [N, D]``, equal FLOPs each, so the harmonic
-    mean), the "same-shape matmul rate" that the step's dense part is compared with. The
-    fastest repetition is the one least disturbed by other jobs, so these approximate what
-    the machine can do.
+    its input gradient), ``[D, N] x [N, D]`` (the weight gradient) and the sparse mean
+    aggregation ``D^-1 A @ [N, D]``. The fastest repetition is the one least disturbed by
+    other jobs, so these approximate what the machine can do.
     """
     n = graph.num_nodes
     gen = torch.Generator(device="cpu").manual_seed(0)
     x = torch.randn(n, dim, generator=gen).to(device)
     w = torch.randn(dim, dim, generator=gen).to(device)
-    w2 = torch.randn(dim, 2 * dim, generator=gen).to(device)
-    h = torch.randn(n, 2 * dim, generator=gen).to(device)
-    xt, ht = x.t(), h.t()
+    xt = x.t()
     best = {}
     for key, fn in {
         "mm": lambda: torch.mm(x, w),
         "wgrad": lambda: torch.mm(xt, x),
         "spmm": lambda: graph.mean_adj @ x,
-        "fwd": lambda: torch.mm(x, w2),
-        "dgrad": lambda: torch.mm(h, w2.t()),
-        "wgrad2": lambda: torch.mm(ht, x),
     }.items():
         best[key] = min(_times(fn, device, reps=20, budget_s=1.0))
     dense = 2 * n * dim * dim / 1e9
-    layer = 3 / sum(best[key] / (2 * dense) for key in ("fwd", "dgrad", "wgrad2"))
-    return (
-        dense / best["mm"], dense / best["wgrad"], 2 * graph.mean_adj._nnz() * dim / 1e9 / best["spmm"], layer
-    )
+    return dense / best["mm"], dense / best["wgrad"], 2 * graph.mean_adj._nnz() * dim / 1e9 / best["spmm"]
+
+
+def dense_part_pair(model: SageEncoder, plan: SagePlan, device: torch.device, repeats: int) -> tuple[float, float]:
+    """Medians (s) of the step's dense part alone and of bare same-shape ``torch.matmul``.
+
+    The step's part is :func:`~bcemb.models.sage.project` of every layer, forward and
+    backward (input and weight gradients) as autograd runs it in the step, on inputs with the
+    plan's row counts; the bare part is the same three products per layer (``[R, D] x [D, 2D]``,
+    ``[R, 2D] x [2D, D]``, ``[2D, R] x [R, D]``) on contiguous operands. Timed alternately
+    (:func:`_timing.median_pair`), so load from other jobs hits both alike; their ratio is
+    the dense part's fraction of the same-shape matmul rate.
+    """
+    gen = torch.Generator().manual_seed(0)
+
+    def randn(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=gen).to(device)
+
+    layers = []
+    for conv, layer in zip(model.convs, plan.layers, strict=True):
+        rows, d = layer.op.shape[1] // 2, conv.lin_l.weight.shape[1]  # source rows of the layer
+        x = randn(rows, d).requires_grad_()
+        bare = (randn(rows, d), randn(d, 2 * d), randn(rows, 2 * d), randn(2 * d, d), randn(2 * d, rows))
+        layers.append((conv, x, randn(2 * rows, d), bare))
+
+    def step_part() -> None:
+        for conv, x, grad, _ in layers:
+            torch.autograd.grad(project(conv, x), (x, conv.lin_l.weight, conv.lin_r.weight), grad)
+        _sync(device)
+
+    def bare_part() -> None:
+        for _, _, _, (x, w, g, wt, gt) in layers:
+            torch.matmul(x, w), torch.matmul(g, wt), torch.matmul(gt, x)
+        _sync(device)
+
+    return median_pair(step_part, bare_part, repeats)
+
+
+def _align_gemms(rows: int, dim: int, prev_dim: int, device: torch.device) -> Callable[[], None]:
+    """The alignment's necessary arithmetic, bare: ``r = z A - t``, ``r A^T``, ``z^T r``."""
+    z, a, t = (torch.randn(*shape).to(device) for shape in ((rows, dim), (dim, prev_dim), (rows, prev_dim)))
+
+    def run() -> None:
+        r = torch.addmm(t, z, a, beta=-1)
+        torch.mm(r, a.T), torch.mm(z.T, r)
+        _sync(device)
+
+    return run
 
 
 class _PlainPyG(nn.Module):
@@ -280,6 +330,25 @@ def _deterministic(flag: bool) -> Iterator[None]:
         torch.use_deterministic_algorithms(previous)
 
 
+@dataclass
+class VersionTimes:
+    """What :func:`time_variants` measured on one version.
+
+    Attributes:
+        steps: Seconds of each timed step, per variant (interleaved).
+        s_sample: Seconds of one epoch's BPR sampling.
+        n_params: Trainable parameters per variant.
+        align_gemm: Seconds of the bare alignment GEMMs, timed in the same rounds (with ``bc``).
+        dense: Medians (s) of our step's dense part alone and of bare same-shape matmuls.
+    """
+
+    steps: dict[str, list[float]]
+    s_sample: float
+    n_params: dict[str, int]
+    align_gemm: list[float] = field(default_factory=list)
+    dense: tuple[float, float] = (float("nan"), float("nan"))
+
+
 def time_variants(
     data: VersionData,
     feature_sizes: dict[str, int],
@@ -295,12 +364,13 @@ def time_variants(
     warmup: int,
     row_budget_s: float,
     device: torch.device,
+    dense_repeats: int = 15,
     seed: int = 0,
-) -> tuple[dict[str, list[float]], float, dict[str, int], float]:
+) -> VersionTimes:
     """Time the training step of every variant on version ``k``, interleaved step by step.
 
-    Returns ``(seconds of each timed step per variant, s of one epoch's BPR sampling,
-    trainable parameters per variant, dense-part rate of ``ours`` in GFLOP/s)``.
+    With ``bc``, the bare alignment GEMMs (on the batches' mean number of distinct nodes) are
+    timed in the same rounds; with ``ours``, its dense part alone against bare matmuls after.
     """
     layers, dim = sizes[k]
     g = data.train_graph
@@ -312,6 +382,7 @@ def time_variants(
 
     runners: dict[str, Callable[[int], object]] = {}
     n_params: dict[str, int] = {}
+    models: dict[str, nn.Module] = {}
     for name in variants:
         torch.manual_seed(seed)
         model: nn.Module = SageEncoder(SageConfig(layers, dim, feature_sizes)).to(device)
@@ -340,7 +411,13 @@ def time_variants(
             _sync(device)
 
         runners[name] = run
+        models[name] = model
         n_params[name] = sum(p.numel() for p in params if p.requires_grad)
+    if "bc" in variants:
+        n_users = g.num_users
+        rows = statistics.mean(len(torch.unique(torch.cat([u, p + n_users, q + n_users]))) for u, p, q in batches)
+        gemms = _align_gemms(round(rows), dim, sizes[k - 1][1], device)
+        runners["align-gemm"] = lambda i: gemms()
 
     g.sage_plan(layers)  # built once per graph, outside the timed steps
     i = 0
@@ -363,25 +440,12 @@ def time_variants(
             run(i)
             times[name].append(time.perf_counter() - t)
         i += 1
-    dense_rate = float("nan")
-    if "ours" in runners and device.type == "cpu":  # the CPU profiler times CPU kernels only
-        dense_rate = _dense_rate(lambda: runners["ours"](i))
-    return times, s_sample, n_params, dense_rate
-
-
-def _dense_rate(step: Callable[[], object], reps: int = 2) -> float:
-    """GFLOP/s of the dense products (``mm``/``addmm``/``bmm``) inside ``step``, by the profiler."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
-        for _ in range(reps):
-            step()
-    flops = secs = 0.0
-    for event in prof.key_averages():
-        if event.key in ("aten::mm", "aten::addmm", "aten::bmm") and event.flops:
-            flops += event.flops
-            secs += event.self_cpu_time_total / 1e6
-    return flops / secs / 1e9 if secs > 0 else float("nan")
+    out = VersionTimes({v: times[v] for v in variants}, s_sample, n_params, times.get("align-gemm", []))
+    if "ours" in models:
+        model = models["ours"]
+        assert isinstance(model, SageEncoder)
+        out.dense = dense_part_pair(model, g.sage_plan(layers), device, dense_repeats)
+    return out
 
 
 # --------------------------------------------------------------------------- driver
@@ -445,34 +509,48 @@ SPLIT_COLS = [
 ]
 
 
+#: Issue 8's figures: (per-version name, final name, worst of the versions). The final lines
+#: come in this order; ``ratio_vs_plain_pyg`` is the last line of the output.
+FIGURES = (
+    ("deterministic_cost", "deterministic_cost_max", max),  # ours / ours-fast
+    ("bc_gemm_floor", "bc_gemm_floor_max", max),  # 1 + bare alignment GEMMs / ours
+    ("bc_over_nonbc", "bc_step_ratio_max", max),  # bc / ours
+    ("dense_rate", "dense_rate", min),  # bare matmuls / our step's dense part
+    ("ratio_vs_plain_pyg", "ratio_vs_plain_pyg", min),  # plain / ours
+)
+
+
+def version_figures(v: dict[str, Row]) -> dict[str, float]:
+    """Issue 8's figures of one version from its rows by variant (those that were measured)."""
+    ours = v["ours"]
+    figures = {"dense_rate": ours.dense_rate}
+    if "ours-fast" in v:
+        figures["deterministic_cost"] = ours.s_step / v["ours-fast"].s_step
+    if "bc" in v:
+        figures["bc_gemm_floor"] = v["bc"].bc_floor
+        figures["bc_over_nonbc"] = v["bc"].s_step / ours.s_step
+    if "plain" in v:
+        figures["ratio_vs_plain_pyg"] = v["plain"].s_step / ours.s_step
+    return figures
+
+
 def summary_lines(rows: Sequence[Row]) -> list[str]:
     """``name value`` lines: per version, then the worst case; ``ratio_vs_plain_pyg`` last."""
     by_key: dict[tuple[str, str, int], dict[str, Row]] = {}
     for r in rows:
         by_key.setdefault((r.dataset, r.sizes, r.k), {})[r.variant] = r
     lines: list[str] = []
-    worst: dict[str, list[float]] = {"dense_rate_ratio": [], "deterministic_cost": [], "bc_over_nonbc": [], "ratio_vs_plain_pyg": []}
+    worst: dict[str, list[float]] = {name: [] for name, _, _ in FIGURES}
     for (dataset, sizes, k), v in by_key.items():
-        tag = f"{dataset}/{sizes}/k{k}"
-        ours = v.get("ours")
-        if ours is None:
+        if "ours" not in v:
             continue
-        figures = {"dense_rate_ratio": ours.dense_gflops / ours.layer_mm_gflops}
-        if "ours-fast" in v:
-            figures["deterministic_cost"] = ours.s_step / v["ours-fast"].s_step
-        if "bc" in v:
-            figures["bc_over_nonbc"] = v["bc"].s_step / ours.s_step
-        if "plain" in v:
-            figures["ratio_vs_plain_pyg"] = v["plain"].s_step / ours.s_step
+        tag = f"{dataset}/{sizes}/k{k}"
         if "plain-ei" in v:
-            lines.append(f"ratio_vs_plain_pyg_edge_index {tag} {v['plain-ei'].s_step / ours.s_step:.3f}")
-        for key, value in figures.items():
-            lines.append(f"{key} {tag} {value:.3f}")
-            worst[key].append(value)
-    pick = {"dense_rate_ratio": min, "deterministic_cost": max, "bc_over_nonbc": max, "ratio_vs_plain_pyg": min}
-    lines += [f"{key}_{pick[key].__name__} {pick[key](vals):.3f}" for key, vals in worst.items() if vals and key != "ratio_vs_plain_pyg"]
-    if worst["ratio_vs_plain_pyg"]:
-        lines.append(f"ratio_vs_plain_pyg {min(worst['ratio_vs_plain_pyg']):.3f}")
+            lines.append(f"ratio_vs_plain_pyg_edge_index {tag} {v['plain-ei'].s_step / v['ours'].s_step:.3f}")
+        for name, value in version_figures(v).items():
+            lines.append(f"{name} {tag} {value:.3f}")
+            worst[name].append(value)
+    lines += [f"{final} {pick(worst[name]):.3f}" for name, final, pick in FIGURES if worst[name]]
     return lines
 
 
@@ -518,6 +596,10 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     parser.add_argument(
         "--synthetic-size", type=_parse_triple, default=MUSICAL_SIZE,
         help="USERS,ITEMS,EDGES of the 'musical' graph (default: the paper's 27530,10611,231312)",
+    )
+    parser.add_argument(
+        "--dense-repeats", type=int, default=15,
+        help="alternating repetitions of the dense-part timing per version (default 15)",
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -570,24 +652,27 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
                 train_cfg = PROFILES[profile]["train"]
                 batch = args.batch_size or train_cfg.batch_size
                 layers, dim = sizes[k]
-                mm, wgrad, spmm, layer_mm = kernel_rates(g, dim, device)
+                mm, wgrad, spmm = kernel_rates(g, dim, device)
                 variants = ["ours", "ours-fast", "plain"]
                 if args.plain_edge_index:
                     variants.append("plain-ei")
                 if args.with_alignment and k >= 1:
                     variants.append("bc")
-                times, s_sample, n_params, dense_rate = time_variants(
+                measured = time_variants(
                     data, exp.feature_sizes, sizes, k, variants,
                     batch_size=batch, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay,
                     lam=args.lam, steps=args.steps, warmup=args.warmup,
-                    row_budget_s=args.row_budget, device=device, seed=args.seed,
+                    row_budget_s=args.row_budget, device=device,
+                    dense_repeats=args.dense_repeats, seed=args.seed,
                 )
+                times = measured.steps
+                step_dense, bare_dense = measured.dense
                 for variant in variants:
                     total, dense, sparse = step_flops(
                         nodes=g.num_nodes, nnz=g.mean_adj._nnz(), layers=layers, dim=dim,
                         # the mean batch of an epoch (its last batch is partial)
                         batch=len(data.train_user) / math.ceil(len(data.train_user) / batch),
-                        feature_entries=feature_entries, params=n_params[variant],
+                        feature_entries=feature_entries, params=measured.n_params[variant],
                         align_dims=[d for _, d in sizes[: k + 1]] if variant == "bc" else (),
                     )
                     row = Row(
@@ -596,11 +681,13 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
                         batch=batch, steps_timed=len(times[variant]),
                         s_step=statistics.median(times[variant]),
                         s_step_best=min(times[variant]),
-                        s_sample=s_sample, flops=total, dense_flops=dense, sparse_flops=sparse,
+                        s_sample=measured.s_sample, flops=total, dense_flops=dense, sparse_flops=sparse,
                         mm_gflops=mm, wgrad_gflops=wgrad, spmm_gflops=spmm,
-                        layer_mm_gflops=layer_mm,
-                        dense_gflops=dense_rate if variant == "ours" else float("nan"),
                     )
+                    if variant == "ours":
+                        row.dense_rate = bare_dense / step_dense
+                    if variant == "bc":
+                        row.bc_floor = 1 + statistics.median(measured.align_gemm) / statistics.median(times["ours"])
                     rows.append(row)
                     print(
                         f"  {name} {label} k={k} {variant}: "
@@ -631,8 +718,12 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         "numbers are noisy when other jobs run."
     )
     print(
-        "\nIssue 8 figures (medians of interleaved steps; dense rate: our step's mm/addmm by "
-        "torch.profiler vs the best standalone [N,D]x[D,2D], [N,2D]x[2D,D], [2D,N]x[N,D] rate):"
+        "\nIssue 8 figures (medians of interleaved steps): deterministic_cost = ours / ours-fast; "
+        "bc_gemm_floor = 1 + the bare alignment GEMMs (z A - t, r A^T, z^T r on the batch's "
+        "distinct nodes, timed in the same rounds) / ours, the least bc_over_nonbc can be; "
+        "bc_over_nonbc = BC-Aligner step / Non-BC step; dense_rate = bare same-shape matmuls / "
+        "our step's dense part alone (project() forward + backward per layer, alternating, "
+        "medians); ratio_vs_plain_pyg = plain PyG step / ours."
     )
     for line in summary_lines(rows):
         print(line)

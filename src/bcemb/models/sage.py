@@ -16,7 +16,7 @@ from bcemb.models.graph_input import GraphInput
 from bcemb.models.sage_plan import SagePlan
 from bcemb.models.spmm import spmm
 
-__all__ = ["BAG_MODES", "SageConfig", "SageEncoder", "mean_aggregate"]
+__all__ = ["BAG_MODES", "SageConfig", "SageEncoder", "mean_aggregate", "project"]
 
 
 class _MeanAggregate(torch.autograd.Function):
@@ -35,6 +35,17 @@ class _MeanAggregate(torch.autograd.Function):
 def mean_aggregate(x: Tensor, graph: GraphInput) -> Tensor:
     """Mean of the neighbours' features, ``D^-1 A x``. Shapes: ``[N, D] -> [N, D]``."""
     return _MeanAggregate.apply(x, graph.mean_adj, graph.mean_adj_t)
+
+
+def project(conv: SAGEConv, x: Tensor) -> Tensor:
+    """A layer's two projections in one GEMM, read as ``[2R, D]``: row ``2s`` is ``lin_l`` of
+    source row ``s``, row ``2s + 1`` its ``lin_r`` (see :mod:`bcemb.models.sage_plan`).
+
+    This is all of the step's dense arithmetic (``benchmarks/train_speed.py`` times it alone).
+    Shapes: ``[R, D] -> [2R, D]``.
+    """
+    w = torch.cat([conv.lin_l.weight, conv.lin_r.weight])
+    return F.linear(x, w).view(-1, w.shape[1])
 
 
 #: ``EmbeddingBag`` reductions an item's feature group can use.
@@ -186,11 +197,7 @@ class SageEncoder(nn.Module):
         x = torch.cat([self.user_input.unsqueeze(0), items])
         last = len(self.convs) - 1
         for i, (conv, norm, layer) in enumerate(zip(self.convs, self.norms, plan.layers, strict=True)):
-            # One GEMM for lin_l and lin_r; row 2s of the [2R, D] view is source s's
-            # neighbour projection, row 2s+1 its self projection (see sage_plan).
-            w = torch.cat([conv.lin_l.weight, conv.lin_r.weight])
-            h = F.linear(x, w).view(-1, w.shape[1])
-            x = spmm(layer.op, h)
+            x = spmm(layer.op, project(conv, x))
             if conv.lin_l.bias is not None:
                 x = x + conv.lin_l.bias
             if self.training and layer.weight is not None:
