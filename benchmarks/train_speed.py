@@ -560,8 +560,8 @@ def _table(rows: Sequence[Row], cols) -> str:  # noqa: ANN001
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> list[Row]:
-    """Run the benchmark, print the tables, and return the rows."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of the benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=["ml-100k", "musical", "both"], default="both")
     parser.add_argument(
@@ -602,7 +602,12 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         help="alternating repetitions of the dense-part timing per version (default 15)",
     )
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> list[Row]:
+    """Run the benchmark, print the tables, and return the rows."""
+    args = build_parser().parse_args(argv)
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)

@@ -53,7 +53,8 @@ def bpr_loss_rows(
     Shapes:
         rows: ``[R, D]``, inverse: ``[3 * batch]``, counts: ``[R]`` -> scalar.
     """
-    user, pos, neg = rows[inverse].view(3, batch, -1).unbind(0)
+    # index_select, not rows[inverse]: see BPRObjective._rows (no sort in the backward)
+    user, pos, neg = rows.index_select(0, inverse).view(3, batch, -1).unbind(0)
     rank = F.softplus((user * (neg - pos)).sum(-1)).mean()
     reg = (counts.to(rows.dtype) * rows.square().sum(-1)).sum() / (2 * batch)
     return rank + weight_decay * reg

@@ -7,6 +7,7 @@ import math
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "train_speed.py"
@@ -60,3 +61,17 @@ def test_flop_formula_matches_the_documented_terms() -> None:
     assert dense == 2 * 12 * 100 * 8 * 8
     assert sparse == 2 * 4 * 1000 * 8
     assert total == dense + sparse + 2 * 30 * 100 * 8 + 2 * (100 + 50) * 8 + 30 * 10 * 8
+
+
+def test_device_option_is_parsed_and_checked() -> None:
+    bench = _load()
+    parser = bench.build_parser()
+    assert parser.parse_args([]).device == "cpu"  # CPU unless asked
+    assert parser.parse_args(["--device", "cuda"]).device == "cuda"
+    assert parser.parse_args(["--device", "auto"]).device == "auto"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--device", "tpu"])
+    if not torch.cuda.is_available():
+        # asked for CUDA where there is none: a clear error before any data is loaded
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            bench.main(["--device", "cuda", "--dataset", "musical"])

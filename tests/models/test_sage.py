@@ -15,8 +15,8 @@ def _input(graph, n_edges=None):
     return GraphInput.build(graph, np.arange(n), num_users=graph.num_users, num_items=graph.num_items)
 
 
-def _model(graph, layers=2, dim=8, bag_mode="sum"):
-    sizes = {k: len(v.vocab) for k, v in graph.item_features.items()}
+def _model(graph, layers=2, dim=8, bag_mode="sum", vocab_pad=0):
+    sizes = {k: len(v.vocab) + vocab_pad for k, v in graph.item_features.items()}
     return SageEncoder(SageConfig(layers, dim, sizes, bag_mode))
 
 
@@ -38,13 +38,21 @@ def test_layer_equals_pyg_sageconv(toy_graph, seed):
 
 @pytest.mark.parametrize("bag_mode", ["sum", "mean"])
 @pytest.mark.parametrize("layers", [1, 2, 3])
-def test_fast_step_equals_plain_pyg_step(toy_graph, seed, layers, bag_mode):
-    """The encoder's plan (one GEMM per layer, distinct rows first) is the plain PyG model."""
+@pytest.mark.parametrize("vocab_pad", [0, 200])
+def test_fast_step_equals_plain_pyg_step(toy_graph, seed, layers, bag_mode, vocab_pad):
+    """The encoder's plan (one GEMM per layer, distinct rows first) is the plain PyG model.
+
+    ``vocab_pad`` 0: layer 1 projects the feature tables (48 feature rows + 2 shared vectors,
+    fewer than the item types); 200: the tables are larger, so it projects the item types.
+    """
     torch.manual_seed(seed)
     gi = _input(toy_graph, n_edges=toy_graph.num_edges // 2)  # later nodes have no edges
-    fast = _model(toy_graph, layers=layers, bag_mode=bag_mode)
+    fast = _model(toy_graph, layers=layers, bag_mode=bag_mode, vocab_pad=vocab_pad)
     plain = copy.deepcopy(fast)
-    assert gi.sage_plan(layers).num_input_items < toy_graph.num_items  # types are shared
+    plan = gi.sage_plan(layers)
+    assert plan.num_input_items < toy_graph.num_items  # types are shared
+    tables = 2 + sum(bag.num_embeddings for bag in fast.item_bags.values())
+    assert fast.input_rows(plan) == (tables if vocab_pad == 0 else 1 + plan.num_input_items)
     out_fast = fast.embed(gi)
     out_plain = plain_pyg_embed(plain, gi, plain_pyg_adjacency(gi, "edge_index"))
     assert torch.allclose(out_fast, out_plain, atol=1e-4)

@@ -44,8 +44,13 @@ def project(conv: SAGEConv, x: Tensor) -> Tensor:
     This is all of the step's dense arithmetic (``benchmarks/train_speed.py`` times it alone).
     Shapes: ``[R, D] -> [2R, D]``.
     """
-    w = torch.cat([conv.lin_l.weight, conv.lin_r.weight])
+    w = _stacked_weight(conv)
     return F.linear(x, w).view(-1, w.shape[1])
+
+
+def _stacked_weight(conv: SAGEConv) -> Tensor:
+    """``[W_l; W_r]``, ``[2D, D]``: both projections of a layer as one GEMM's weight."""
+    return torch.cat([conv.lin_l.weight, conv.lin_r.weight])
 
 
 #: ``EmbeddingBag`` reductions an item's feature group can use.
@@ -189,15 +194,46 @@ class SageEncoder(nn.Module):
         users = self.user_input.expand(graph.num_users, -1)
         return torch.cat([users, self.item_features(graph.item_bags, graph.num_items)], dim=0)
 
+    def _vocab_groups(self, plan: SagePlan) -> list[str]:
+        return [name for name in self.item_bags if name in plan.input_bags]
+
+    def input_rows(self, plan: SagePlan) -> int:
+        """Rows that layer 1's GEMM projects on ``plan``: the cheaper of its input rows (shared
+        user vector + the plan's items) and the embedding tables (see :meth:`_input_projection`)."""
+        tables = 2 + sum(self.item_bags[name].num_embeddings for name in self._vocab_groups(plan))
+        return min(1 + plan.num_input_items, tables)
+
+    def _input_projection(self, conv: SAGEConv, plan: SagePlan) -> Tensor:
+        """Layer 1's projections of its input rows, as :func:`project` gives them. ``[2(1 + T), D]``.
+
+        An item's input is the shared item vector plus pooled feature embeddings, a linear
+        function of the tables, so the projection may run on the tables instead (shared
+        vectors and every feature's row: 64 rows on ML-100K against 667 item types) and the
+        items' projections are then bags of projected rows: the same map applied before the
+        pooling instead of after. Whichever has fewer rows is computed.
+        """
+        if self.input_rows(plan) == 1 + plan.num_input_items:
+            items = self.item_features(plan.input_bags, plan.num_input_items)
+            return project(conv, torch.cat([self.user_input.unsqueeze(0), items]))
+        groups = self._vocab_groups(plan)
+        w = _stacked_weight(conv)
+        tables = [self.user_input.unsqueeze(0), self.item_input.unsqueeze(0)]
+        tables += [self.item_bags[name].weight for name in groups]
+        projected = F.linear(torch.cat(tables), w).split([1, 1] + [t.shape[0] for t in tables[2:]])
+        items = projected[1].expand(plan.num_input_items, -1)
+        for name, table in zip(groups, projected[2:], strict=True):
+            idx, off = plan.input_bags[name]
+            items = items + F.embedding_bag(idx, table, off, mode=self.item_bags[name].mode)
+        return torch.cat([projected[0], items]).view(-1, w.shape[1])
+
     def run_plan(self, plan: SagePlan) -> Tensor:
         """The last layer's output rows that ``plan`` selects. Shape ``[rows, dim]``."""
         if len(plan.layers) != len(self.convs):
             raise ValueError(f"plan has {len(plan.layers)} layers, model {len(self.convs)}")
-        items = self.item_features(plan.input_bags, plan.num_input_items)
-        x = torch.cat([self.user_input.unsqueeze(0), items])
         last = len(self.convs) - 1
+        x = torch.empty(0)  # layer 1 reads the plan's inputs, not x
         for i, (conv, norm, layer) in enumerate(zip(self.convs, self.norms, plan.layers, strict=True)):
-            x = spmm(layer.op, project(conv, x))
+            x = spmm(layer.op, self._input_projection(conv, plan) if i == 0 else project(conv, x))
             if conv.lin_l.bias is not None:
                 x = x + conv.lin_l.bias
             if self.training and layer.weight is not None:

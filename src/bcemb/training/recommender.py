@@ -131,7 +131,11 @@ class BPRObjective:
                 raise TypeError(f"sampled training needs a model with run_plan, got {type(model).__name__}")
             layers = len(model.convs)
             return run_plan(build_sampled_plan(graph, ids, layers, self.fanouts, self._generator))
-        return torch.cat(model(graph))[ids]
+        # index_select: its backward is an index_add into the rows, where advanced indexing's
+        # is a sort-based index_put under deterministic algorithms (a sort per step).
+        embed = getattr(model, "embed", None)  # all rows as one tensor: spares a split and a cat
+        rows = embed(graph) if embed is not None else torch.cat(model(graph))
+        return rows.index_select(0, ids)
 
     def step(self, model: nn.Module, batch: tuple[Tensor, Tensor, Tensor], *, with_rows: bool = False) -> StepOutput:
         """BPR on the batch; the rows are the batch's distinct users and items."""
