@@ -276,8 +276,10 @@ def dense_part_pair(model: SageEncoder, plan: SagePlan, device: torch.device, re
         return torch.randn(*shape, generator=gen).to(device)
 
     layers = []
-    for conv, layer in zip(model.convs, plan.layers, strict=True):
-        rows, d = layer.op.shape[1] // 2, conv.lin_l.weight.shape[1]  # source rows of the layer
+    for i, (conv, layer) in enumerate(zip(model.convs, plan.layers, strict=True)):
+        # the rows each layer's GEMM projects: layer 1 its cheaper input form, then the sources
+        rows = model.input_rows(plan) if i == 0 else layer.op.shape[1] // 2
+        d = conv.lin_l.weight.shape[1]
         x = randn(rows, d).requires_grad_()
         bare = (randn(rows, d), randn(d, 2 * d), randn(rows, 2 * d), randn(2 * d, d), randn(2 * d, rows))
         layers.append((conv, x, randn(2 * rows, d), bare))
