@@ -13,7 +13,9 @@ The operators also carry what is known before training:
 
 * layer 1's input has only ``1 + T`` distinct rows: every user shares one input vector,
   and an item's input is determined by its features (``T`` distinct *item types*: items
-  with the same feature multiset). So layer 1 projects ``1 + T`` rows, not ``N``;
+  with the same feature multiset). So layer 1 projects ``1 + T`` rows, not ``N`` (or, when
+  fewer, the embedding tables themselves: :meth:`SageEncoder.input_rows
+  <bcemb.models.sage.SageEncoder.input_rows>`);
 * layer 1's output is determined by the user (each user is distinct) or, for an item, by
   its type and whether it has neighbours (every neighbour is a user with the same input).
   So layer 1 outputs ``U + T`` distinct rows, weighted by their multiplicity in the
