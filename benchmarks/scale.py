@@ -12,7 +12,8 @@ Three subcommands, each printing ``name value`` lines:
     A synthetic graph of the paper's Grocery size (127,496 users, 41,320 items, 1.1M edges)
     trains version 0 at the paper's Grocery size (1 layer x 256) in sampled mode until
     validation Recall@50 stops improving (``--patience`` evaluations), reporting wall time,
-    the Recall@50 curve and peak memory.
+    the Recall@50 curve and peak memory; every evaluation is printed (flushed) and appended
+    to ``--out``/curve.csv as it happens.
 ``curves``
     Recall@50 against wall-clock seconds from the ``curve.csv`` of run folders (e.g. full
     and sampled BC-Aligner runs on ML-100K), plotted with ``--plot``.
@@ -20,7 +21,7 @@ Three subcommands, each printing ``name value`` lines:
 Usage::
 
     python benchmarks/scale.py growth --plot docs/figures/scale_growth.png
-    python benchmarks/scale.py grocery
+    python benchmarks/scale.py grocery --out runs/grocery
     python benchmarks/scale.py curves --run full=RUN_A --run sampled=RUN_B --plot docs/figures/recall_vs_time.png
 """
 
@@ -140,9 +141,50 @@ def _plot_growth(rows: list[dict], path: Path) -> None:
     print(f"plot {path}")
 
 
+class _ReportingEvaluator:
+    """An evaluator that also prints and appends a CSV row at each evaluation (flushed).
+
+    The grocery run takes many minutes; its progress (epoch, elapsed, Recall@50, peak memory)
+    must be readable while it runs, not only at its end.
+    """
+
+    def __init__(self, inner: RecallEvaluator, eval_every: int, csv_path: Path | None) -> None:
+        self.inner = inner
+        self.primary = inner.primary
+        self.eval_every = eval_every
+        self.csv_path = csv_path
+        self.start = time.perf_counter()
+        self.rows: list[dict[str, float]] = []
+
+    def __call__(self, model: torch.nn.Module) -> dict[str, float]:
+        t = time.perf_counter()
+        metrics = self.inner(model)
+        row = {
+            "epoch": (len(self.rows) + 1) * self.eval_every,
+            "elapsed_s": round(time.perf_counter() - self.start, 1),
+            "eval_s": round(time.perf_counter() - t, 1),
+            "recall@50": metrics["recall@50"],
+            "peak_gib": round(_peak_gib(), 3),
+        }
+        self.rows.append(row)
+        print(" ".join(f"{k} {v}" for k, v in row.items()), flush=True)
+        if self.csv_path is not None:
+            new = not self.csv_path.exists()
+            with self.csv_path.open("a", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(row))
+                if new:
+                    writer.writeheader()
+                writer.writerow(row)
+        return metrics
+
+
 def grocery(args: argparse.Namespace) -> None:
     """Train version 0 of a Grocery-sized graph in sampled mode to a Recall@50 plateau."""
     t0 = time.perf_counter()
+    out_dir = Path(args.out) if args.out else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "curve.csv").unlink(missing_ok=True)
     u, i, e = GROCERY
     graph = make_synthetic(num_users=u, num_items=i, num_edges=e, seed=args.seed)
     data = ExperimentData(graph).version(0)
@@ -152,19 +194,30 @@ def grocery(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     model = SageEncoder(SageConfig(layers, dim, {n: len(g.vocab) for n, g in graph.item_features.items()}))
     objective = BPRObjective(data, mode="sampled", fanouts=tuple(args.fanouts))
-    evaluator = RecallEvaluator(data, (50,), 50)
+    evaluator = _ReportingEvaluator(
+        RecallEvaluator(data, (50,), 50), 1, out_dir / "curve.csv" if out_dir is not None else None
+    )
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch, lr=args.lr, eval_every=1, patience=args.patience,
+        warmup_epochs=0,
     )
-    t1 = time.perf_counter()
     out = train_model(model, objective, evaluator, config, generator=torch.Generator().manual_seed(args.seed),
                       show_progress=False)
-    for row in out.curve:
-        print(f"grocery_curve epoch {row['epoch']} seconds {row['seconds']:.0f} recall@50 {row['recall@50']:.4f}")
-    print(f"grocery_train_minutes {(time.perf_counter() - t1) / 60:.1f}")
-    print(f"grocery_total_minutes {(time.perf_counter() - t0) / 60:.1f}")
+    summary = {
+        "users": u, "items": i, "edges": e, "nodes_v0": data.train_graph.num_nodes,
+        "train_edges_v0": len(data.train_user), "layers": layers, "dim": dim, "batch": args.batch,
+        "fanouts": list(args.fanouts), "lr": args.lr, "patience": args.patience,
+        "train_minutes": out.seconds / 60, "total_minutes": (time.perf_counter() - t0) / 60,
+        "best_recall@50": out.metrics["recall@50"], "best_epoch": out.best_epoch,
+        "epochs_run": out.epochs_run, "plateau": out.epochs_run < args.epochs, "peak_gib": _peak_gib(),
+    }
+    print(f"grocery_train_minutes {summary['train_minutes']:.1f}")
+    print(f"grocery_total_minutes {summary['total_minutes']:.1f}")
     print(f"grocery_best_recall@50 {out.metrics['recall@50']:.4f} (epoch {out.best_epoch} of {out.epochs_run})")
-    print(f"grocery_peak_gib {_peak_gib():.2f}")
+    print(f"grocery_plateau {summary['plateau']}")
+    print(f"grocery_peak_gib {summary['peak_gib']:.2f}", flush=True)
+    if out_dir is not None:
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
 
 
 def curves(args: argparse.Namespace) -> None:
@@ -231,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     gr.add_argument("--fanouts", type=_ints, default=[10])
     gr.add_argument("--threads", type=int, default=1)
     gr.add_argument("--seed", type=int, default=0)
+    gr.add_argument("--out", default=None, help="folder for curve.csv (written at every evaluation) and summary.json")
     cu = sub.add_parser("curves")
     cu.add_argument("--run", action="append", default=[], help="LABEL=RUN_FOLDER")
     cu.add_argument("--plot", default=None)

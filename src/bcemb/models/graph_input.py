@@ -11,6 +11,7 @@ from torch import Tensor
 
 from bcemb.data.graph import EvolvingGraph
 from bcemb.models.sage_plan import SagePlan, build_full_plan
+from bcemb.models.sampled_plan import SamplingIndex
 
 __all__ = ["GraphInput"]
 
@@ -36,6 +37,7 @@ class GraphInput:
     mean_adj: Tensor | None = None
     mean_adj_t: Tensor | None = None
     _plans: dict[int, SagePlan] = field(default_factory=dict, repr=False, compare=False)
+    _sampling: SamplingIndex | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.mean_adj is None:
@@ -48,6 +50,12 @@ class GraphInput:
             plan = build_full_plan(self.adj_t.cpu(), self.num_users, self.num_items, cpu, num_layers)
             self._plans[num_layers] = plan.to(self.adj_t.device)
         return self._plans[num_layers]
+
+    def sampling_index(self) -> SamplingIndex:
+        """What neighbour sampling needs of this graph (built once, then cached; CPU)."""
+        if self._sampling is None:
+            self._sampling = SamplingIndex.build(self)
+        return self._sampling
 
     @property
     def num_nodes(self) -> int:
@@ -97,6 +105,7 @@ class GraphInput:
             self.mean_adj.to(device) if self.mean_adj is not None else None,
             self.mean_adj_t.to(device) if self.mean_adj_t is not None else None,
             {k: plan.to(device) for k, plan in self._plans.items()},
+            self._sampling,
         )
 
 
