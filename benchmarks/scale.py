@@ -59,6 +59,27 @@ def _peak_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
+def _reset_peak() -> bool:
+    """Reset this process's peak resident memory (Linux ``clear_refs``); False where unsupported.
+
+    Building a synthetic graph peaks higher than training on it; resetting after the build
+    lets :func:`_hwm_gib` report the training phase alone (resident data included).
+    """
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _hwm_gib() -> float:
+    """Peak resident memory since the last :func:`_reset_peak` (``VmHWM``), GiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
 def _one_size(scale: int, mode: str, steps: int, batch: int, fanouts: Sequence[int], seed: int) -> dict:
     """Time ``steps`` steps of version 0 on the ``scale``-x graph (run in a fresh process)."""
     u, i, e = (x * scale for x in ML100K)
@@ -76,6 +97,9 @@ def _one_size(scale: int, mode: str, steps: int, batch: int, fanouts: Sequence[i
     s_sample = time.perf_counter() - t0  # the epoch's BPR draws happen at the first batch
     if mode == "full":
         data.train_graph.sage_plan(layers)
+    else:
+        data.train_graph.sampling_index()
+    reset = _reset_peak()
     train_step(model, objective, first, opt)  # warm-up
     times = []
     for _ in range(steps):
@@ -89,6 +113,7 @@ def _one_size(scale: int, mode: str, steps: int, batch: int, fanouts: Sequence[i
         "scale": scale, "mode": mode, "edges": e, "train_edges": len(data.train_user),
         "nodes": data.train_graph.num_nodes, "s_step": s_step, "steps_per_epoch": per_epoch,
         "s_epoch": per_epoch * s_step + s_sample, "peak_gib": _peak_gib(),
+        "train_peak_gib": _hwm_gib() if reset else float("nan"), "steps_timed": steps,
     }
 
 
@@ -110,9 +135,13 @@ def growth(args: argparse.Namespace) -> None:
             rows.append(row)
             print(
                 f"s_epoch {scale}x/{mode} {row['s_epoch']:.1f}\npeak_gib {scale}x/{mode} {row['peak_gib']:.2f}\n"
+                f"train_peak_gib {scale}x/{mode} {row['train_peak_gib']:.2f}\n"
                 f"s_step {scale}x/{mode} {row['s_step']:.3f} (nodes {row['nodes']}, train edges {row['train_edges']})",
                 flush=True,
             )
+    if args.json and rows:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rows, indent=1))
     if args.plot and rows:
         _plot_growth(rows, Path(args.plot))
 
@@ -128,8 +157,9 @@ def _plot_growth(rows: list[dict], path: Path) -> None:
         sel = [r for r in rows if r["mode"] == mode]
         x = [r["edges"] for r in sel]
         axes[0].plot(x, [r["s_epoch"] for r in sel], marker=marker, label=mode)
-        axes[1].plot(x, [r["peak_gib"] for r in sel], marker=marker, label=mode)
-    for ax, title in zip(axes, ("seconds per epoch", "peak memory (GiB)"), strict=True):
+        axes[1].plot(x, [r["peak_gib"] for r in sel], marker=marker, label=f"{mode}, process")
+        axes[1].plot(x, [r["train_peak_gib"] for r in sel], marker=marker, ls="--", label=f"{mode}, training")
+    for ax, title in zip(axes, ("seconds per epoch (extrapolated)", "peak memory (GiB)"), strict=True):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("edges (1x, 4x, 16x MovieLens-100K)")
@@ -269,6 +299,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     g.add_argument("--fanouts", type=_ints, default=[10, 10])
     g.add_argument("--threads", type=int, default=1)
     g.add_argument("--plot", default=None)
+    g.add_argument("--json", default=None, help="write the measured rows here")
     one = sub.add_parser("_one")  # internal: one size in a fresh process
     one.add_argument("--scale", type=int, required=True)
     one.add_argument("--mode", required=True)
