@@ -45,3 +45,10 @@ def test_store_corruption(capsys: pytest.CaptureFixture[str]) -> None:
 def test_store_kill(capsys: pytest.CaptureFixture[str]) -> None:
     _load("store_kill").main(["--trials", "2", "--users", "2000", "--items", "500"])
     assert _values(capsys.readouterr().out)["damaged_stores"] == "0"
+
+
+def test_gate_bootstrap(capsys: pytest.CaptureFixture[str]) -> None:
+    _load("gate_bootstrap").main(["--sizes", "50,200", "--resamples", "50", "--repeats", "2"])
+    values = _values(capsys.readouterr().out)
+    assert set(values) == {f"{k}_{n}" for k in ("interval_s", "interval_cpu_s", "ratio_vs_one_auc") for n in (50, 200)}
+    assert float(values["interval_s_200"]) > 0
