@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from bcemb.data.sampling import BPRSampler
 from bcemb.losses import BATCH_ROLES, bpr_loss_rows
 from bcemb.models.graph_input import GraphInput
+from bcemb.models.sage import SageEncoder
 from bcemb.models.sampled_plan import build_sampled_plan
 from bcemb.training.distributed import shard, world
 from bcemb.training.objectives import StepOutput
@@ -133,8 +134,8 @@ class BPRObjective:
             return run_plan(build_sampled_plan(graph, ids, layers, self.fanouts, self._generator))
         # index_select: its backward is an index_add into the rows, where advanced indexing's
         # is a sort-based index_put under deterministic algorithms (a sort per step).
-        embed = getattr(model, "embed", None)  # all rows as one tensor: spares a split and a cat
-        rows = embed(graph) if embed is not None else torch.cat(model(graph))
+        # SageEncoder.embed gives all rows as one tensor: spares forward's split and a cat
+        rows = model.embed(graph) if isinstance(model, SageEncoder) else torch.cat(model(graph))
         return rows.index_select(0, ids)
 
     def step(self, model: nn.Module, batch: tuple[Tensor, Tensor, Tensor], *, with_rows: bool = False) -> StepOutput:
