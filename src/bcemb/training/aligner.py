@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from bcemb.losses import multi_step_alignment, single_step_alignment
-from bcemb.training.trainer import TrainOutcome
+from bcemb.training.trainer import Alignment, TrainOutcome
 from bcemb.transforms import TRANSFORMS, BackwardTransform, TransformChain
 
 __all__ = ["Aligner", "fit"]
@@ -83,6 +83,7 @@ class Aligner(nn.Module):
         self.register_buffer("previous", previous.detach().clone())
         self.loss_name = loss
         self.lam = float(lam)
+        self._term: Alignment | None = None
 
     @classmethod
     @torch.no_grad()
@@ -98,10 +99,17 @@ class Aligner(nn.Module):
 
     def loss(self, z_new: Tensor, ids: Tensor | None = None, weight: Tensor | None = None) -> Tensor:
         """``lam`` times the alignment loss of the rows ``ids`` (all rows when None)."""
-        target = self.previous if ids is None else self.previous[ids]
-        if z_new.shape[0] != target.shape[0]:
-            raise ValueError(f"{z_new.shape[0]} embeddings for {target.shape[0]} target rows")
-        return self.lam * _LOSSES[self.loss_name](z_new, target, self.transform, self.chain, weight)
+        rows = self.previous.shape[0] if ids is None else ids.shape[0]
+        if z_new.shape[0] != rows:
+            raise ValueError(f"{z_new.shape[0]} embeddings for {rows} target rows")
+        return self.lam * self._alignment().batch_loss(z_new, ids, weight)
+
+    def _alignment(self) -> Alignment:
+        # The trainer's term, so that the version-fixed parts are prepared once here too;
+        # rebuilt when .to() has replaced the target buffer.
+        if self._term is None or self._term.target is not self.previous:
+            self._term = Alignment(self.transform, _LOSSES[self.loss_name], self.chain, self.previous, self.lam)
+        return self._term
 
     def transforms(self) -> list[BackwardTransform]:
         """``B_1 .. B_k``: the kept chain plus the new transform (publish these)."""

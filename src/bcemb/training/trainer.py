@@ -55,8 +55,8 @@ class Alignment:
     _prepared: PreparedAlignment | None = field(default=None, init=False, repr=False, compare=False)
     _prepared_key: tuple[int, ...] | None = field(default=None, init=False, repr=False, compare=False)
 
-    def batch_loss(self, z: Tensor, ids: Tensor, weight: Tensor | None = None) -> Tensor:
-        """``loss(z, target[ids], transform, previous, weight)`` (without ``lam``).
+    def batch_loss(self, z: Tensor, ids: Tensor | None, weight: Tensor | None = None) -> Tensor:
+        """``loss(z, target[ids], transform, previous, weight)`` (without ``lam``; ids None: all rows).
 
         Same value and gradients; with linear links the parts fixed for the version (the
         multi-step factor, the targets times it) are computed once, not at every step
@@ -67,7 +67,8 @@ class Alignment:
             self._prepared = prepare_alignment(self.loss, self.target, self.transform, self.previous)
             self._prepared_key = key
         if self._prepared is None:
-            return self.loss(z, self.target[ids], self.transform, self.previous, weight)
+            target = self.target if ids is None else self.target[ids]
+            return self.loss(z, target, self.transform, self.previous, weight)
         return self._prepared(z, ids, self.transform, weight)
 
     def _frozen_key(self) -> tuple[int, ...]:
