@@ -89,9 +89,10 @@ class GraphInput:
         bags = {}
         for name, group in graph.item_features.items():
             end = int(group.offsets[num_items])
+            # Copies: the groups may be read-only memory maps, which torch cannot wrap.
             bags[name] = (
-                torch.as_tensor(group.indices[:end], dtype=torch.long),
-                torch.as_tensor(group.offsets[:num_items], dtype=torch.long),
+                torch.tensor(group.indices[:end], dtype=torch.long),
+                torch.tensor(group.offsets[:num_items], dtype=torch.long),
             )
         return GraphInput(num_users, num_items, adj_t, bags)
 
