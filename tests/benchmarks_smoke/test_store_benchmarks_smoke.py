@@ -52,3 +52,12 @@ def test_gate_bootstrap(capsys: pytest.CaptureFixture[str]) -> None:
     values = _values(capsys.readouterr().out)
     assert set(values) == {f"{k}_{n}" for k in ("interval_s", "interval_cpu_s", "ratio_vs_one_auc") for n in (50, 200)}
     assert float(values["interval_s_200"]) > 0
+
+
+def test_export_speed(capsys: pytest.CaptureFixture[str]) -> None:
+    _load("export_speed").main(["--rows", "3000", "--dim", "32", "--old-dim", "16", "--no-dask",
+                                "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert out.rstrip().splitlines()[-1].startswith("export_ratio ")
+    values = _values(out)
+    assert float(values["export_ratio"]) > 0 and float(values["export_cpu_s"]) > 0
