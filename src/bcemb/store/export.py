@@ -33,7 +33,6 @@ import functools
 import hashlib
 import json
 import logging
-import mmap
 import os
 import shutil
 import time
@@ -150,7 +149,10 @@ def _ids(root: str, rel: str) -> pa.Array:
 #: keep the buffers out of fresh memory (no page faults per block) and give readers row groups
 #: of a few MiB; larger ones gain nothing measurable.
 _BLOCK_BYTES = 8 << 20
-#: Bytes staged for one direct write (a multiple of every disk's logical block size).
+#: Direct I/O moves whole blocks from memory aligned to the disk's logical block size (512 or
+#: 4096 bytes); 4096 suits both.
+_ALIGN = 4096
+#: Bytes staged for one direct write (a multiple of :data:`_ALIGN`).
 _STAGE_BYTES = 4 << 20
 #: Parquet settings for embedding tables: no compression (dense float32 vectors do not
 #: compress), a dictionary for ``kind`` only (a dictionary attempt on the floats is wasted
@@ -186,31 +188,31 @@ class _HashedFile:
         self._sha = hashlib.sha256()
         # Set after open(): a file system without direct I/O refuses it here without effect.
         self._direct = _set_direct(self._fd, True)
-        self._stage = mmap.mmap(-1, _STAGE_BYTES)  # page-aligned, as O_DIRECT needs
-        self._view = memoryview(self._stage)
+        self._stage = _aligned_bytes(_STAGE_BYTES)
         self._fill = 0
         self.closed = False
 
     def write(self, data: bytes) -> int:
         """Hash ``data`` and write it (in whole staged blocks while direct I/O is on)."""
         self._sha.update(data)  # releases the GIL on large buffers
-        view = memoryview(data).cast("B")
-        size = len(view)
-        while view and self._direct:
-            k = min(len(view), _STAGE_BYTES - self._fill)
-            self._view[self._fill : self._fill + k] = view[:k]
+        src = np.frombuffer(data, np.uint8)
+        done = 0
+        while done < src.size and self._direct:
+            k = min(src.size - done, _STAGE_BYTES - self._fill)
+            # numpy copies without the GIL, which the other export threads want meanwhile
+            self._stage[self._fill : self._fill + k] = src[done : done + k]
             self._fill += k
-            view = view[k:]
+            done += k
             if self._fill == _STAGE_BYTES:
                 self._drain()
-        if view:  # direct I/O is off: what is staged goes first
+        if done < src.size:  # direct I/O is off: what is staged goes first
             self._drain()
-            self._write_all(view)
-        return size
+            self._write_all(memoryview(data)[done:])
+        return src.size
 
     def _drain(self) -> None:
         if self._fill:
-            self._write_all(self._view[: self._fill])
+            self._write_all(memoryview(self._stage[: self._fill]))
             self._fill = 0
 
     def _write_all(self, view: memoryview) -> None:
@@ -240,9 +242,14 @@ class _HashedFile:
                 self._drain()
                 os.fsync(self._fd)
         finally:
-            self._view.release()
-            self._stage.close()
             os.close(self._fd)
+
+
+def _aligned_bytes(size: int) -> np.ndarray:
+    """``size`` bytes starting at a multiple of :data:`_ALIGN` (as ``O_DIRECT`` wants)."""
+    raw = np.empty(size + _ALIGN, np.uint8)
+    first = -raw.ctypes.data % _ALIGN
+    return raw[first : first + size]
 
 
 def _set_direct(fd: int, on: bool) -> bool:
