@@ -1,4 +1,4 @@
-"""The export's block pipeline: content, row groups, checksums, direct I/O fallback, umask, faults."""
+"""The export's block pipeline: content, row groups, checksums, direct I/O, umask, faults."""
 
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ def test_a_failing_block_leaves_nothing(
     monkeypatch.setattr(ex, "_block_rows", lambda dim: 5)
     real = ex._mapper
 
-    def failing(matrix: object, version: int) -> ex.Mapper:
+    def failing(matrix: object, version: int) -> ex._Mapper:
         f = real(matrix, version)  # type: ignore[arg-type]
         seen = {"n": 0}
 

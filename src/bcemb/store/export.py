@@ -267,10 +267,10 @@ def _set_direct(fd: int, on: bool) -> bool:
     return on
 
 
-Mapper = Callable[[np.ndarray, np.ndarray], np.ndarray]
+_Mapper = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def _mapper(matrix: np.ndarray | TransformChain | None, version: int) -> Mapper:
+def _mapper(matrix: np.ndarray | TransformChain | None, version: int) -> _Mapper:
     """``f(z, out)``: rows ``z`` of the latest version in version ``version``, in ``out`` if it can.
 
     ``out`` is a reused buffer of ``z``'s rows and the target dimension.
