@@ -147,7 +147,7 @@ def _ids(root: str, rel: str) -> pa.Array:
 
 #: Output bytes per block: one product into a reused buffer, one Parquet row group. Reused
 #: buffers spare page faults on fresh memory per block; readers get row groups of a few MiB.
-#: Blocks of 2 and 32 MiB cost 3-10 % more CPU at 512 -> 256 dims.
+#: At 512 -> 256 dims, 2 MiB blocks cost as much CPU (within noise), 32 MiB ones 5-10 % more.
 _BLOCK_BYTES = 8 << 20
 #: Direct I/O moves whole blocks from memory aligned to the disk's logical block size (512 or
 #: 4096 bytes); 4096 suits both.
