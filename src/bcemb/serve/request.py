@@ -84,14 +84,17 @@ def parse_query(body: bytes, encodings: tuple[str, ...]) -> EmbeddingsQuery:
     raw = data["ids"]
     if not isinstance(raw, list):
         raise _problem("ids", f"expected a list of strings or integers, got {_kind_name(raw)}")
-    ids: list[str] = []
-    for n, i in enumerate(raw):
-        if isinstance(i, str):
-            ids.append(i)
-        elif isinstance(i, int) and not isinstance(i, bool):
-            ids.append(str(i))
-        else:
-            raise _problem("ids", f"item {n} must be a string or an integer, got {_kind_name(i)}")
+    if set(map(type, raw)) <= {str}:  # the common case, checked in C
+        ids: list[str] = raw
+    else:
+        ids = []
+        for n, i in enumerate(raw):
+            if isinstance(i, str):
+                ids.append(i)
+            elif isinstance(i, int) and not isinstance(i, bool):
+                ids.append(str(i))
+            else:
+                raise _problem("ids", f"item {n} must be a string or an integer, got {_kind_name(i)}")
     version = data.get("version")
     if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
         raise _problem("version", f"expected an integer or null, got {_kind_name(version)}")

@@ -513,7 +513,7 @@ class EmbeddingStore:
             ids = list(ids)  # a generator is read once; the fallback below reads it again
         rows = index.rows  # type: ignore[union-attr]
         try:  # the common case: known string ids, one dict lookup each
-            return np.array([rows[i] for i in ids], dtype=np.intp)
+            return np.fromiter(map(rows.__getitem__, ids), dtype=np.intp, count=len(ids))
         except (KeyError, TypeError):
             pass
         keys = _as_keys(ids)  # integers, or an error naming the bad id
