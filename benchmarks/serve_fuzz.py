@@ -27,7 +27,9 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -52,34 +54,9 @@ def _health(port: int) -> float | None:
     return time.perf_counter() - t if data.startswith(b"HTTP/1.1 200") else None
 
 
-def _fuzz_in_process(store: Path, examples: int) -> tuple[Counter, int]:
-    from hypothesis import HealthCheck, given, settings
-
-    from bcemb.serve import create_app
-    from bcemb.serve._fuzz import call_app, requests
-
-    app = create_app(store, max_ids=50, max_body_bytes=4096, refresh_seconds=-1)
-    loop = asyncio.new_event_loop()
-    counts: Counter = Counter()
-    hangs = 0
-
-    @settings(max_examples=examples, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))  # fmt: skip
-    @given(requests())
-    def run(request) -> None:  # noqa: ANN001
-        nonlocal hangs
-        try:
-            status, _ = loop.run_until_complete(call_app(app, request))
-            counts[status] += 1
-        except TimeoutError:
-            hangs += 1
-
-    run()
-    loop.close()
-    return counts, hangs
-
-
-def _fuzz_server(port: int, examples: int) -> tuple[Counter, int]:
+def _fuzz(examples: int, send: Callable[[Any], object]) -> tuple[Counter, int]:
+    """Send ``examples`` generated requests through ``send`` (which returns the outcome to
+    count: a status, or why there is none) and count the outcomes; a timeout is a hang."""
     from hypothesis import HealthCheck, given, settings
 
     from bcemb.serve._fuzz import requests
@@ -92,6 +69,29 @@ def _fuzz_server(port: int, examples: int) -> tuple[Counter, int]:
     @given(requests())
     def run(request) -> None:  # noqa: ANN001
         nonlocal hangs
+        try:
+            counts[send(request)] += 1
+        except TimeoutError:
+            hangs += 1
+
+    run()
+    return counts, hangs
+
+
+def _fuzz_in_process(store: Path, examples: int) -> tuple[Counter, int]:
+    from bcemb.serve import create_app
+    from bcemb.serve._fuzz import call_app
+
+    app = create_app(store, max_ids=50, max_body_bytes=4096, refresh_seconds=-1)
+    loop = asyncio.new_event_loop()
+    try:
+        return _fuzz(examples, lambda request: loop.run_until_complete(call_app(app, request))[0])
+    finally:
+        loop.close()
+
+
+def _fuzz_server(port: int, examples: int) -> tuple[Counter, int]:
+    def send(request) -> object:  # noqa: ANN001
         head = f"{request.method} {request.path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n".encode()
         for k, v in request.headers:
             head += k + b": " + v + b"\r\n"
@@ -105,15 +105,12 @@ def _fuzz_server(port: int, examples: int) -> tuple[Counter, int]:
                 while chunk := s.recv(65536):
                     data += chunk
         except TimeoutError:
-            hangs += 1
-            return
+            raise
         except OSError:
-            counts["reset"] += 1
-            return
-        counts[int(data[9:12]) if data.startswith(b"HTTP/1.1 ") else "closed"] += 1
+            return "reset"
+        return int(data[9:12]) if data.startswith(b"HTTP/1.1 ") else "closed"
 
-    run()
-    return counts, hangs
+    return _fuzz(examples, send)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -603,7 +603,7 @@ class EmbeddingStore:
         Returns:
             The versions materialized (now or before).
         """
-        todo = [v for v in range(self.latest)] if versions is None else [self._version(v) for v in versions]
+        todo = list(range(self.latest)) if versions is None else [self._version(v) for v in versions]
         done: list[int] = []
         used = sum(a.nbytes for a in self._views.values())
         for j in todo:
