@@ -253,6 +253,10 @@ def main(argv: list[str] | None = None) -> None:
         "--materialize", default="auto",
         help="the server's --materialize (auto, all, none, 0,1); the in-process get uses the same",
     )
+    parser.add_argument(
+        "--json-cache-mb", type=float, default=1024.0,
+        help="the server's --json-cache-mb (0: every JSON answer formatted anew)",
+    )
     parser.add_argument("--fast", action="store_true", help="small sizes: a smoke run")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
@@ -285,7 +289,8 @@ def main(argv: list[str] | None = None) -> None:
     store = EmbeddingStore(work / "store")
     from bcemb.serve.views import ViewPolicy
 
-    views = ViewPolicy.parse(args.materialize).apply(store)  # as the server will
+    # As the server will (the JSON texts only matter to the server's answers).
+    views = ViewPolicy.parse(args.materialize, json_mb=0).apply(store)
     print(f"store: {store!r}, built in {time.perf_counter() - t0:.1f} s at {work}")
     print(f"materialized versions (server and in-process get): {views or 'none'}")
     print(f"machine: {os.cpu_count()} cpus, load average {load0:.1f} at the start")
@@ -294,7 +299,8 @@ def main(argv: list[str] | None = None) -> None:
     ours = subprocess.Popen(
         [sys.executable, "-m", "bcemb.serve", "--store", str(work / "store"),
          "--port", str(ours_port), "--log-level", "warning", "--max-body-bytes", str(16 << 20),
-         "--refresh-seconds", "0.1", "--materialize", args.materialize],
+         "--refresh-seconds", "0.1", "--materialize", args.materialize,
+         "--json-cache-mb", str(args.json_cache_mb)],
     )  # fmt: skip
     floor_dir = work / "floor"
     floor_dir.mkdir(exist_ok=True)

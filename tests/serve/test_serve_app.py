@@ -305,7 +305,8 @@ def test_store_unavailable_is_503_naming_the_file(
             "versions/2/user_emb.npy changed since it was opened", path="versions/2/user_emb.npy"
         )
 
-    monkeypatch.setattr(EmbeddingStore, "get", changed)
+    # Every read checks the file (also answers joined from kept JSON texts).
+    monkeypatch.setattr(EmbeddingStore, "ensure_unchanged", changed)
     r = client.post("/embeddings", json={"ids": ["1"]})
     assert r.status_code == 503 and "user_emb.npy" in r.json()["detail"]
     assert r.json()["file"] == "versions/2/user_emb.npy"

@@ -78,3 +78,92 @@ def test_cli_refuses_a_bad_policy_in_one_line(store_dir: Path) -> None:
     )  # fmt: skip
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("error: --materialize must be")
+
+
+def _answers(app: object, ids: list[str], version: int, kind: str = "user") -> bytes:
+    with TestClient(app) as client:  # type: ignore[arg-type]
+        r = client.post("/embeddings", json={"ids": ids, "version": version, "kind": kind})
+    assert r.status_code == 200, r.text
+    return r.content
+
+
+@pytest.mark.parametrize("kind", ["user", "item"])
+def test_json_texts_answer_byte_for_byte_as_formatting_anew(store_dir: Path, kind: str) -> None:
+    from bcemb.serve.views import json_texts
+
+    kept = create_app(store_dir, refresh_seconds=-1, views=ViewPolicy.parse("all"))
+    plain = create_app(store_dir, refresh_seconds=-1, views=ViewPolicy.parse("all", json_mb=0))
+    latest = kept.store.latest
+    assert all(json_texts(kept.store, kind, v) is not None for v in range(latest + 1))
+    assert json_texts(plain.store, kind, 0) is None
+    ids = list(kept.store.ids(kind))
+    picks = [ids[3], ids[0], ids[3], ids[-1]]
+    for version in range(latest + 1):
+        assert _answers(kept, picks, version, kind) == _answers(plain, picks, version, kind)
+    assert _answers(kept, [], 0, kind) == _answers(plain, [], 0, kind)
+
+
+def test_json_texts_also_serve_streamed_answers(store_dir: Path) -> None:
+    from bcemb.serve.limits import ServiceLimits
+
+    small = ServiceLimits(chunk_bytes=64)  # a few rows per block: the streamed path
+    kept = create_app(store_dir, refresh_seconds=-1, limits=small, views=ViewPolicy.parse("all"))
+    plain = create_app(store_dir, refresh_seconds=-1, limits=small, views=ViewPolicy.parse("none"))
+    ids = list(kept.store.ids("user"))[:23]
+    body = _answers(kept, ids, 0)
+    assert body == _answers(plain, ids, 0)
+    import orjson
+
+    got = np.array(orjson.loads(body)["vectors"], dtype=np.float32)
+    np.testing.assert_array_equal(got, EmbeddingStore(store_dir).get(ids, version=0))
+
+
+def test_json_texts_keep_to_their_budget_and_skip_nonfinite_rows(store_dir: Path) -> None:
+    from bcemb.serve.views import _encode_version, json_texts
+
+    store = EmbeddingStore(store_dir)
+    encoded = _encode_version(store, 0, 2**40)
+    assert encoded is not None
+    texts, size = encoded
+    assert size > sum(len(t) for rows in texts.values() for t in rows)  # with per-text overhead
+    assert _encode_version(store, 0, size - 1) is None
+    # A budget for exactly one version keeps the oldest materialized one only.
+    app = create_app(
+        store_dir, refresh_seconds=-1, views=ViewPolicy.parse("all", json_mb=(size + 1) / 2**20)
+    )
+    assert json_texts(app.store, "user", 0) is not None
+    assert json_texts(app.store, "user", app.store.latest) is None
+    view = app.store._views[("user", 0)]
+    view[0, 0] = np.nan
+    assert _encode_version(app.store, 0, 2**40) is None
+
+
+def test_a_reload_keeps_the_new_snapshots_json_texts(tmp_path: Path) -> None:
+    from bcemb.serve.views import json_texts
+
+    run = write_fake_run(tmp_path / "run", dims=(8, 12, 16), upto=1, seed=4)
+    publish(run, tmp_path / "store")
+    app = create_app(tmp_path / "store", refresh_seconds=-1, views=ViewPolicy.parse("auto"))
+    old = app.store
+    write_fake_run(tmp_path / "run", dims=(8, 12, 16), seed=4)
+    publish(run, tmp_path / "store")
+    assert app.watcher.poll()
+    assert json_texts(app.store, "item", 2) is not None and json_texts(app.store, "item", 1) is not None
+    ids = list(app.store.ids("item"))[:5]
+    expected = np.asarray(app.store.get(ids, version=1, kind="item"))
+    import orjson
+
+    got = np.array(orjson.loads(_answers(app, ids, 1, "item"))["vectors"], dtype=np.float32)
+    np.testing.assert_array_equal(got, expected)
+    # Texts belong to their snapshot: the old one's version 1 was its latest, not B_2(z_2),
+    # and they go with it.
+    assert json_texts(old, "item", 1) != json_texts(app.store, "item", 1)
+    import gc
+    import weakref
+
+    from bcemb.serve.views import _TEXTS
+
+    gone = weakref.ref(old)
+    del old
+    gc.collect()
+    assert gone() is None and app.store in _TEXTS  # the texts do not keep a snapshot alive

@@ -38,7 +38,7 @@ import orjson
 from bcemb.serve.encoding import ENCODINGS, Answer, Encoding, json_matrix
 from bcemb.serve.errors import HTTPProblem, clip
 from bcemb.serve.reload import StoreWatcher
-from bcemb.serve.views import ViewPolicy
+from bcemb.serve.views import ViewPolicy, json_texts
 from bcemb.serve.request import EmbeddingsQuery, check_content_type, parse_query
 from bcemb.serve.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IDS, ServiceLimits
 from bcemb.store import EmbeddingStore, StoreError, UnknownIdsError, UnknownVersionError
@@ -300,10 +300,17 @@ class EmbeddingService:
         scope["bcemb.vectors"] = len(query.ids)
         encoding = ENCODINGS[query.encoding]
         if len(query.ids) * dim * 4 <= self.limits.chunk_bytes:
-            vectors = store.get(query.ids, version=query.version, kind=query.kind)
             answer = self._answer(store, query, dim)
-            _check_finite(vectors, answer)
-            body = encoding.head(answer) + encoding.block(vectors, True) + encoding.tail(answer)
+            texts = self._texts(store, query, answer, encoding)
+            if texts is not None:  # rows kept as JSON text (finite when kept): a join
+                rows = store.rows(query.ids, kind=query.kind)
+                store.ensure_unchanged(query.kind)
+                block = encoding.block_from_texts([texts[r] for r in rows.tolist()], True)
+            else:
+                vectors = store.get(query.ids, version=query.version, kind=query.kind)
+                _check_finite(vectors, answer)
+                block = encoding.block(vectors, True)
+            body = encoding.head(answer) + block + encoding.tail(answer)
             headers = [*encoding.headers(answer), (b"x-embedding-space", answer.space.encode())]
             return Reply(200, body, encoding.content_type, headers)
         loop = asyncio.get_running_loop()
@@ -323,6 +330,15 @@ class EmbeddingService:
     def _answer(self, store: EmbeddingStore, query: EmbeddingsQuery, dim: int) -> Answer:
         version = store.latest if query.version is None else query.version
         return Answer(version, store.latest, query.kind, query.ids, dim, store.space(version))
+
+    @staticmethod
+    def _texts(
+        store: EmbeddingStore, query: EmbeddingsQuery, answer: Answer, encoding: Encoding
+    ) -> list[bytes] | None:
+        """The rows' kept JSON texts when the answer is JSON and they are kept."""
+        if not encoding.from_texts:
+            return None
+        return json_texts(store, query.kind, answer.version)
 
     async def _blocks(
         self,
@@ -345,7 +361,12 @@ class EmbeddingService:
             starts.pop()
         ends = [*starts[1:], answer.rows]
 
+        texts = self._texts(store, query, answer, encoding)
+
         def block(start: int, end: int) -> bytes:
+            if texts is not None:
+                store.ensure_unchanged(query.kind)
+                return encoding.block_from_texts([texts[r] for r in rows[start:end].tolist()], start == 0)
             vectors = store.get_rows(rows[start:end], version=query.version, kind=query.kind)
             _check_finite(vectors, answer)
             return encoding.block(vectors, start == 0)

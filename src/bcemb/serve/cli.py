@@ -86,6 +86,13 @@ def serve(
     materialize_mb: Annotated[
         float, typer.Option(help="Memory --materialize auto may use (MiB).")
     ] = 1024.0,
+    json_cache_mb: Annotated[
+        float,
+        typer.Option(
+            help="Memory for the JSON text of every row of the materialized versions and the "
+            "latest (JSON answers of them are then a join); 0: format every answer anew (MiB)."
+        ),
+    ] = 1024.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     access_log: Annotated[bool, typer.Option(help="Log one line per request.")] = False,
 ) -> None:
@@ -119,7 +126,7 @@ def serve(
         ).check()
         if not (max_connections > 0 and header_timeout > 0):
             raise ValueError("--max-connections and --header-timeout must be positive")
-        views = ViewPolicy.parse(materialize, materialize_mb)
+        views = ViewPolicy.parse(materialize, materialize_mb, json_cache_mb)
         application = create_app(
             store, limits=limits, refresh_seconds=refresh_seconds, docs=docs, views=views
         )

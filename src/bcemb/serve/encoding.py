@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
-__all__ = ["ENCODINGS", "Answer", "Encoding", "json_matrix"]
+__all__ = ["ENCODINGS", "Answer", "Encoding", "json_matrix", "json_row_texts"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,23 @@ def _json_rows(vectors: np.ndarray) -> bytes:
     return orjson.dumps(z, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
+def json_row_texts(vectors: np.ndarray) -> list[bytes]:
+    """Each row's JSON numbers without the brackets (``b"0.5,-1.25"``), exactly as an answer
+    writes them: the service keeps these for materialized views, so that a JSON answer of
+    stored rows is a join instead of formatting every float again.
+
+    Shapes:
+        vectors: ``[N, D]``, finite -> N texts.
+    """
+    z = np.ascontiguousarray(vectors, dtype=np.float32)
+    if z.shape[0] == 0:
+        return []
+    if z.shape[1] == 0:
+        return [b""] * z.shape[0]
+    # No number's text holds "],[", so splitting the whole matrix's text is exact.
+    return orjson.dumps(z, option=orjson.OPT_SERIALIZE_NUMPY)[2:-2].split(b"],[")
+
+
 def _f32(vectors: np.ndarray) -> bytes:
     return np.ascontiguousarray(vectors, dtype="<f4").tobytes()
 
@@ -93,6 +110,8 @@ class Encoding:
 
     content_type = b"application/json"
     row_multiple = 1
+    #: Blocks can be joined from rows' :func:`json_row_texts` (:meth:`block_from_texts`).
+    from_texts = False
 
     def head(self, answer: Answer) -> bytes:
         """Bytes before the first block."""
@@ -100,6 +119,10 @@ class Encoding:
 
     def block(self, vectors: np.ndarray, first: bool) -> bytes:
         """One block of rows (``first``: the first block of the answer)."""
+        raise NotImplementedError
+
+    def block_from_texts(self, texts: list[bytes], first: bool) -> bytes:
+        """:meth:`block` of rows given as their :func:`json_row_texts` (when ``from_texts``)."""
         raise NotImplementedError
 
     def tail(self, answer: Answer) -> bytes:
@@ -118,6 +141,8 @@ class Encoding:
 class JsonEncoding(Encoding):
     """Nested JSON lists."""
 
+    from_texts = True
+
     def head(self, answer: Answer) -> bytes:  # noqa: D102
         return answer.fields() + b',"vectors":['
 
@@ -125,6 +150,12 @@ class JsonEncoding(Encoding):
         if len(vectors) == 0:
             return b""
         rows = _json_rows(vectors)[1:-1]
+        return rows if first else b"," + rows
+
+    def block_from_texts(self, texts: list[bytes], first: bool) -> bytes:  # noqa: D102
+        if not texts:
+            return b""
+        rows = b"[" + b"],[".join(texts) + b"]"
         return rows if first else b"," + rows
 
     def tail(self, answer: Answer) -> bytes:  # noqa: D102

@@ -4,22 +4,72 @@ A ver-j answer is ``z_k[rows] @ M_j^T``; for 100 ids that product costs more tha
 else the service does for the request. Keeping ``z_k @ M_j^T`` for every stored node in memory
 turns it into a row gather, at ``4 * D_j`` bytes per node and version. The store on disk still
 holds only the latest embeddings and the chain; the views are a cache of the snapshot served.
+
+A JSON answer then still formats every float (about 28 ns each: 0.7 ms for 100 ids of 256
+dims, several times the rest of the request). So each row of a materialized version (and of
+the latest) is also kept as its JSON text, within a second budget (``--json-cache-mb``): a
+JSON answer of those rows is a join of bytes, byte for byte the answer formatted anew.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
+import weakref
 from dataclasses import dataclass
 
+import numpy as np
+
+from bcemb.serve.encoding import json_row_texts
 from bcemb.store import EmbeddingStore
+from bcemb.store import io as sio
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_VIEW_BUDGET_MB", "ViewPolicy"]
+__all__ = ["DEFAULT_JSON_BUDGET_MB", "DEFAULT_VIEW_BUDGET_MB", "ViewPolicy", "json_texts"]
 
 #: Memory the default policy (``auto``) may spend on views.
 DEFAULT_VIEW_BUDGET_MB = 1024.0
+#: Memory the rows' JSON texts may take (about three times their float32 views).
+DEFAULT_JSON_BUDGET_MB = 1024.0
+
+# Per served snapshot: (kind, version) -> each row's JSON text. Weak keys: a snapshot swapped
+# out by a reload takes its texts with it.
+_TEXTS: weakref.WeakKeyDictionary[EmbeddingStore, dict[tuple[str, int], list[bytes]]] = (
+    weakref.WeakKeyDictionary()
+)
+_TEXT_OVERHEAD = sys.getsizeof(b"") + 8  # a bytes object's header and its list slot
+_TEXT_BLOCK_ROWS = 16_384
+
+
+def json_texts(store: EmbeddingStore, kind: str, version: int) -> list[bytes] | None:
+    """The JSON text of every ``kind`` row of ``store`` at ``version`` (see
+    :func:`~bcemb.serve.encoding.json_row_texts`), or None when they are not kept."""
+    texts = _TEXTS.get(store)
+    return None if texts is None else texts.get((kind, version))
+
+
+def _encode_version(store: EmbeddingStore, version: int, budget: int) -> tuple[dict[str, list[bytes]], int] | None:
+    """Every row's JSON text of ``version`` and their size; None past ``budget`` or when a row
+    is not finite (those answers go the checked way and fail with a clear error)."""
+    out: dict[str, list[bytes]] = {}
+    used = 0
+    for kind in sio.KINDS:
+        texts: list[bytes] = []
+        n = store.num_nodes(kind)
+        for start in range(0, n, _TEXT_BLOCK_ROWS):
+            rows = np.arange(start, min(n, start + _TEXT_BLOCK_ROWS))
+            block = np.asarray(store.get_rows(rows, version=version, kind=kind))
+            if not np.isfinite(block).all():
+                return None
+            part = json_row_texts(block)
+            used += sum(map(len, part)) + _TEXT_OVERHEAD * len(part)
+            if used > budget:
+                return None
+            texts.extend(part)
+        out[kind] = texts
+    return out, used
 
 
 @dataclass(frozen=True)
@@ -30,15 +80,21 @@ class ViewPolicy:
         versions: Versions to keep (None: every version but the latest, oldest first).
         max_bytes: Budget (None: unlimited); versions past it are computed per request.
         enabled: False for ``none``.
+        json_bytes: Budget of the rows' JSON texts (materialized versions oldest first, then
+            the latest); 0: none kept.
     """
 
     versions: tuple[int, ...] | None = None
     max_bytes: int | None = int(DEFAULT_VIEW_BUDGET_MB * 2**20)
     enabled: bool = True
+    json_bytes: int = int(DEFAULT_JSON_BUDGET_MB * 2**20)
 
     @classmethod
-    def parse(cls, spec: str, budget_mb: float = DEFAULT_VIEW_BUDGET_MB) -> ViewPolicy:
-        """``auto`` (every older version within ``budget_mb``), ``all``, ``none`` or ``0,2``.
+    def parse(
+        cls, spec: str, budget_mb: float = DEFAULT_VIEW_BUDGET_MB, json_mb: float = DEFAULT_JSON_BUDGET_MB
+    ) -> ViewPolicy:
+        """``auto`` (every older version within ``budget_mb``), ``all``, ``none`` or ``0,2``;
+        ``json_mb`` for the rows' JSON texts.
 
         Raises:
             ValueError: Naming the option and the bad value.
@@ -46,13 +102,16 @@ class ViewPolicy:
         text = spec.strip().lower()
         if budget_mb < 0:
             raise ValueError(f"--materialize-mb must be >= 0, got {budget_mb}")
+        if json_mb < 0:
+            raise ValueError(f"--json-cache-mb must be >= 0, got {json_mb}")
         budget = int(budget_mb * 2**20)
+        json_bytes = int(json_mb * 2**20)
         if text == "none":
-            return cls(enabled=False)
+            return cls(enabled=False, json_bytes=0)
         if text == "auto":
-            return cls(max_bytes=budget)
+            return cls(max_bytes=budget, json_bytes=json_bytes)
         if text == "all":
-            return cls(max_bytes=None)
+            return cls(max_bytes=None, json_bytes=json_bytes)
         try:
             versions = tuple(int(v) for v in text.split(","))
         except ValueError:
@@ -61,7 +120,7 @@ class ViewPolicy:
             ) from None
         if any(v < 0 for v in versions):
             raise ValueError(f"--materialize versions must be >= 0, got {spec!r}")
-        return cls(versions=versions, max_bytes=None)
+        return cls(versions=versions, max_bytes=None, json_bytes=json_bytes)
 
     def apply(self, store: EmbeddingStore) -> list[int]:
         """Materialize the policy's versions of ``store`` (versions it lacks are skipped)."""
@@ -78,4 +137,26 @@ class ViewPolicy:
                 "materialized versions %s of %s (%.0f MB) in %.2f s",
                 done, store.manifest.name, size, time.perf_counter() - started,
             )
+        self._keep_json(store, [*[v for v in done if v != store.latest], store.latest])
         return done
+
+    def _keep_json(self, store: EmbeddingStore, versions: list[int]) -> None:
+        """Each row's JSON text of ``versions`` in order, while they fit ``json_bytes``."""
+        started, used, kept = time.perf_counter(), 0, []
+        for version in versions:
+            if self.json_bytes <= used:
+                break
+            encoded = _encode_version(store, version, self.json_bytes - used)
+            if encoded is None:
+                break
+            texts, size = encoded
+            entry = _TEXTS.setdefault(store, {})
+            for kind, rows in texts.items():
+                entry[(kind, version)] = rows  # readers see a kind's texts whole or not at all
+            used += size
+            kept.append(version)
+        if kept:
+            logger.info(
+                "kept the JSON text of versions %s of %s (%.0f MB) in %.2f s",
+                kept, store.manifest.name, used / 2**20, time.perf_counter() - started,
+            )

@@ -559,9 +559,7 @@ class EmbeddingStore:
         """
         latest = self.manifest.latest
         j = latest if version is None else self._version(version)
-        # Checksums were verified at opening; here only a cheap fstat makes sure the mapped
-        # file has not been changed or truncated since (see ServedArray).
-        self._served[kind].ensure_unchanged()
+        self.ensure_unchanged(kind)
         if j == latest:
             z = self._emb[kind][rows]  # a copy of the rows (fancy indexing), float32
         else:
@@ -569,6 +567,15 @@ class EmbeddingStore:
             z = view[rows] if view is not None else self._map(self._emb[kind][rows], j)
         # Tagged with their space, so that mixing versions through the library raises.
         return SpaceVectors(z, self.space(j), j)
+
+    def ensure_unchanged(self, kind: str = "user") -> None:
+        """Raise :class:`StoreUnavailableError` if the served ``kind`` embeddings file changed
+        on disk since opening and no longer verifies.
+
+        Checksums were verified at opening; this is only a cheap ``fstat`` (see ServedArray),
+        done by every read, also by readers of cached answers.
+        """
+        self._served[kind].ensure_unchanged()
 
     def space(self, version: int | None = None) -> str:
         """Fingerprint of the space of ver-``version`` vectors (see :mod:`bcemb.store.fingerprint`)."""
