@@ -114,7 +114,8 @@ class Connection:
 
     @classmethod
     async def open(cls, port: int) -> Connection:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+        # A 64 MiB buffer: a 10 MB answer is read without pausing the socket every 2 MB.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 26)
         return cls(reader, writer)
 
     async def call(self, raw: bytes) -> Reply:

@@ -348,8 +348,14 @@ class EmbeddingService:
         answer: Answer,
         encoding: Encoding,
     ) -> AsyncIterator[bytes]:
-        """Head, row blocks computed in a worker thread one at a time, tail."""
-        step = max(1, self.limits.chunk_bytes // (4 * max(answer.dim, 1)))
+        """Head, row blocks one at a time (products in a worker thread), tail."""
+        texts = self._texts(store, query, answer, encoding)
+        # A row gather (the latest or a materialized version) or a join of kept texts costs
+        # less than the hop to a worker thread; only blocks with a product go there. Such
+        # cheap blocks go out four chunks at a time: fewer waits on the socket's flow control.
+        inline = texts is not None or store.precomputed(answer.version)
+        chunk = self.limits.chunk_bytes * (4 if inline else 1)
+        step = max(1, chunk // (4 * max(answer.dim, 1)))
         step = max(encoding.row_multiple, step - step % encoding.row_multiple)
         loop = asyncio.get_running_loop()
 
@@ -361,7 +367,6 @@ class EmbeddingService:
             starts.pop()
         ends = [*starts[1:], answer.rows]
 
-        texts = self._texts(store, query, answer, encoding)
 
         def block(start: int, end: int) -> bytes:
             if texts is not None:
@@ -375,7 +380,7 @@ class EmbeddingService:
         if head:
             yield head
         for start, end in zip(starts, ends, strict=True):
-            yield await loop.run_in_executor(None, block, start, end)
+            yield block(start, end) if inline else await loop.run_in_executor(None, block, start, end)
         tail = encoding.tail(answer)
         if tail:
             yield tail

@@ -630,6 +630,12 @@ class EmbeddingStore:
             done.append(j)
         return done
 
+    def precomputed(self, version: int | None = None) -> bool:
+        """Whether :meth:`get` of ``version`` is a row gather with no product (the latest, or a
+        materialized version)."""
+        j = self._version(version)
+        return j == self.latest or all((k, j) in self._views for k in sio.KINDS)
+
     @property
     def materialized(self) -> list[int]:
         """Versions whose views are kept in memory (see :meth:`materialize`)."""
