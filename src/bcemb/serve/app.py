@@ -302,10 +302,10 @@ class EmbeddingService:
         if len(query.ids) * dim * 4 <= self.limits.chunk_bytes:
             answer = self._answer(store, query, dim)
             texts = self._texts(store, query, answer, encoding)
-            if texts is not None:  # rows kept as JSON text (finite when kept): a join
+            if texts is not None:  # rows kept as JSON text (finite when kept): a gather
                 rows = store.rows(query.ids, kind=query.kind)
                 store.ensure_unchanged(query.kind)
-                block = encoding.block_from_texts([texts[r] for r in rows.tolist()], True)
+                block = encoding.block_from_padded(texts[rows], True)
             else:
                 vectors = store.get(query.ids, version=query.version, kind=query.kind)
                 _check_finite(vectors, answer)
@@ -334,9 +334,9 @@ class EmbeddingService:
     @staticmethod
     def _texts(
         store: EmbeddingStore, query: EmbeddingsQuery, answer: Answer, encoding: Encoding
-    ) -> list[bytes] | None:
+    ) -> np.ndarray | None:
         """The rows' kept JSON texts when the answer is JSON and they are kept."""
-        if not encoding.from_texts:
+        if not encoding.from_padded:
             return None
         return json_texts(store, query.kind, answer.version)
 
@@ -371,7 +371,7 @@ class EmbeddingService:
         def block(start: int, end: int) -> bytes:
             if texts is not None:
                 store.ensure_unchanged(query.kind)
-                return encoding.block_from_texts([texts[r] for r in rows[start:end].tolist()], start == 0)
+                return encoding.block_from_padded(texts[rows[start:end]], end == answer.rows)
             vectors = store.get_rows(rows[start:end], version=query.version, kind=query.kind)
             _check_finite(vectors, answer)
             return encoding.block(vectors, start == 0)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
-__all__ = ["ENCODINGS", "Answer", "Encoding", "json_matrix", "json_row_texts"]
+__all__ = ["ENCODINGS", "Answer", "Encoding", "json_matrix", "json_padded_rows", "json_row_texts"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,21 @@ def json_row_texts(vectors: np.ndarray) -> list[bytes]:
     return orjson.dumps(z, option=orjson.OPT_SERIALIZE_NUMPY)[2:-2].split(b"],[")
 
 
+def json_padded_rows(texts: list[bytes]) -> np.ndarray:
+    """Rows' :func:`json_row_texts` as one ``[N, W]`` byte matrix: row ``i`` is
+    ``[<texts[i]>]``, spaces, then ``,`` (JSON allows the spaces). An answer of any rows is
+    then a NumPy row gather, like a float32 view's, instead of a Python object per row.
+
+    Shapes:
+        -> ``[len(texts), 3 + max text length]``, uint8.
+    """
+    if not texts:
+        return np.zeros((0, 3), np.uint8)
+    width = 3 + max(map(len, texts))
+    joined = b"".join([b"[" + t + b"]" + b" " * (width - 3 - len(t)) + b"," for t in texts])
+    return np.frombuffer(joined, dtype=np.uint8).reshape(len(texts), width)
+
+
 def _f32(vectors: np.ndarray) -> bytes:
     return np.ascontiguousarray(vectors, dtype="<f4").tobytes()
 
@@ -110,8 +125,8 @@ class Encoding:
 
     content_type = b"application/json"
     row_multiple = 1
-    #: Blocks can be joined from rows' :func:`json_row_texts` (:meth:`block_from_texts`).
-    from_texts = False
+    #: Blocks can be gathered from :func:`json_padded_rows` (:meth:`block_from_padded`).
+    from_padded = False
 
     def head(self, answer: Answer) -> bytes:
         """Bytes before the first block."""
@@ -121,8 +136,9 @@ class Encoding:
         """One block of rows (``first``: the first block of the answer)."""
         raise NotImplementedError
 
-    def block_from_texts(self, texts: list[bytes], first: bool) -> bytes:
-        """:meth:`block` of rows given as their :func:`json_row_texts` (when ``from_texts``)."""
+    def block_from_padded(self, rows: np.ndarray, last: bool) -> bytes:
+        """:meth:`block` of rows given as a gather of :func:`json_padded_rows` (a copy, which
+        this may change), ``last``: the answer's last block (when ``from_padded``)."""
         raise NotImplementedError
 
     def tail(self, answer: Answer) -> bytes:
@@ -141,7 +157,7 @@ class Encoding:
 class JsonEncoding(Encoding):
     """Nested JSON lists."""
 
-    from_texts = True
+    from_padded = True
 
     def head(self, answer: Answer) -> bytes:  # noqa: D102
         return answer.fields() + b',"vectors":['
@@ -152,11 +168,10 @@ class JsonEncoding(Encoding):
         rows = _json_rows(vectors)[1:-1]
         return rows if first else b"," + rows
 
-    def block_from_texts(self, texts: list[bytes], first: bool) -> bytes:  # noqa: D102
-        if not texts:
-            return b""
-        rows = b"[" + b"],[".join(texts) + b"]"
-        return rows if first else b"," + rows
+    def block_from_padded(self, rows: np.ndarray, last: bool) -> bytes:  # noqa: D102
+        if last and len(rows):
+            rows[-1, -1] = 0x20  # no comma after the answer's last row
+        return rows.tobytes()
 
     def tail(self, answer: Answer) -> bytes:  # noqa: D102
         return b"]}"

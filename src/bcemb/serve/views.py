@@ -7,21 +7,21 @@ holds only the latest embeddings and the chain; the views are a cache of the sna
 
 A JSON answer then still formats every float (about 28 ns each: 0.7 ms for 100 ids of 256
 dims, several times the rest of the request). So each row of a materialized version (and of
-the latest) is also kept as its JSON text, within a second budget (``--json-cache-mb``): a
-JSON answer of those rows is a join of bytes, byte for byte the answer formatted anew.
+the latest) is also kept as its JSON text, padded to one width per version and kind, within a
+second budget (``--json-cache-mb``): a JSON answer of those rows is then a row gather too. It
+holds the same numbers as the answer formatted anew, with spaces between rows.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import time
 import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
-from bcemb.serve.encoding import json_row_texts
+from bcemb.serve.encoding import json_padded_rows, json_row_texts
 from bcemb.store import EmbeddingStore
 from bcemb.store import io as sio
 
@@ -31,29 +31,28 @@ __all__ = ["DEFAULT_JSON_BUDGET_MB", "DEFAULT_VIEW_BUDGET_MB", "ViewPolicy", "js
 
 #: Memory the default policy (``auto``) may spend on views.
 DEFAULT_VIEW_BUDGET_MB = 1024.0
-#: Memory the rows' JSON texts may take (about three times their float32 views).
+#: Memory the rows' JSON texts may take (about 2.8 times their float32 views).
 DEFAULT_JSON_BUDGET_MB = 1024.0
 
-# Per served snapshot: (kind, version) -> each row's JSON text. Weak keys: a snapshot swapped
-# out by a reload takes its texts with it.
-_TEXTS: weakref.WeakKeyDictionary[EmbeddingStore, dict[tuple[str, int], list[bytes]]] = (
+# Per served snapshot: (kind, version) -> its rows' JSON texts (json_padded_rows). Weak keys:
+# a snapshot swapped out by a reload takes its texts with it.
+_TEXTS: weakref.WeakKeyDictionary[EmbeddingStore, dict[tuple[str, int], np.ndarray]] = (
     weakref.WeakKeyDictionary()
 )
-_TEXT_OVERHEAD = sys.getsizeof(b"") + 8  # a bytes object's header and its list slot
 _TEXT_BLOCK_ROWS = 16_384
 
 
-def json_texts(store: EmbeddingStore, kind: str, version: int) -> list[bytes] | None:
-    """The JSON text of every ``kind`` row of ``store`` at ``version`` (see
-    :func:`~bcemb.serve.encoding.json_row_texts`), or None when they are not kept."""
+def json_texts(store: EmbeddingStore, kind: str, version: int) -> np.ndarray | None:
+    """The JSON texts of every ``kind`` row of ``store`` at ``version`` as
+    :func:`~bcemb.serve.encoding.json_padded_rows`, or None when they are not kept."""
     texts = _TEXTS.get(store)
     return None if texts is None else texts.get((kind, version))
 
 
-def _encode_version(store: EmbeddingStore, version: int, budget: int) -> tuple[dict[str, list[bytes]], int] | None:
+def _encode_version(store: EmbeddingStore, version: int, budget: int) -> tuple[dict[str, np.ndarray], int] | None:
     """Every row's JSON text of ``version`` and their size; None past ``budget`` or when a row
     is not finite (those answers go the checked way and fail with a clear error)."""
-    out: dict[str, list[bytes]] = {}
+    out: dict[str, np.ndarray] = {}
     used = 0
     for kind in sio.KINDS:
         texts: list[bytes] = []
@@ -63,12 +62,13 @@ def _encode_version(store: EmbeddingStore, version: int, budget: int) -> tuple[d
             block = np.asarray(store.get_rows(rows, version=version, kind=kind))
             if not np.isfinite(block).all():
                 return None
-            part = json_row_texts(block)
-            used += sum(map(len, part)) + _TEXT_OVERHEAD * len(part)
-            if used > budget:
+            texts.extend(json_row_texts(block))
+            if used + 3 * len(texts) + sum(map(len, texts)) > budget:  # a lower bound
                 return None
-            texts.extend(part)
-        out[kind] = texts
+        out[kind] = json_padded_rows(texts)
+        used += out[kind].nbytes
+        if used > budget:
+            return None
     return out, used
 
 
