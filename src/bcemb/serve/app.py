@@ -310,7 +310,7 @@ class EmbeddingService:
                 vectors = store.get(query.ids, version=query.version, kind=query.kind)
                 _check_finite(vectors, answer)
                 block = encoding.block(vectors, True)
-            body = encoding.head(answer) + block + encoding.tail(answer)
+            body = b"".join((encoding.head(answer), block, encoding.tail(answer)))  # one copy
             headers = [*encoding.headers(answer), (b"x-embedding-space", answer.space.encode())]
             return Reply(200, body, encoding.content_type, headers)
         loop = asyncio.get_running_loop()
