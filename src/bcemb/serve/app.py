@@ -352,9 +352,9 @@ class EmbeddingService:
         texts = self._texts(store, query, answer, encoding)
         # A row gather (the latest or a materialized version) or a join of kept texts costs
         # less than the hop to a worker thread; only blocks with a product go there. Such
-        # cheap blocks go out four chunks at a time: fewer waits on the socket's flow control.
+        # cheap blocks go out in pieces of about 1 MiB: fewer waits on the socket's flow control.
         inline = texts is not None or store.precomputed(answer.version)
-        chunk = self.limits.chunk_bytes * (4 if inline else 1)
+        chunk = self.limits.chunk_bytes * (encoding.gather_chunks if inline else 1)
         step = max(1, chunk // (4 * max(answer.dim, 1)))
         step = max(encoding.row_multiple, step - step % encoding.row_multiple)
         loop = asyncio.get_running_loop()

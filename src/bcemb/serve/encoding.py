@@ -125,6 +125,9 @@ class Encoding:
 
     content_type = b"application/json"
     row_multiple = 1
+    #: Chunks per block when the rows need no product: the encoded block stays about 1 MiB
+    #: (a stalled client holds about one block), in fewer pieces.
+    gather_chunks = 1
     #: Blocks can be gathered from :func:`json_padded_rows` (:meth:`block_from_padded`).
     from_padded = False
 
@@ -181,6 +184,7 @@ class Base64Encoding(Encoding):
     """Little-endian float32 bytes in base64, inside JSON."""
 
     row_multiple = 3
+    gather_chunks = 3
 
     def head(self, answer: Answer) -> bytes:  # noqa: D102
         shape = f',"dtype":"<f4","shape":[{answer.rows},{answer.dim}],"vectors_base64":"'
@@ -197,6 +201,7 @@ class BinaryEncoding(Encoding):
     """Raw little-endian float32, shape and version in headers."""
 
     content_type = b"application/octet-stream"
+    gather_chunks = 4
 
     def head(self, answer: Answer) -> bytes:  # noqa: D102
         return b""
