@@ -106,8 +106,14 @@ def json_padded_rows(texts: list[bytes]) -> np.ndarray:
     if not texts:
         return np.zeros((0, 3), np.uint8)
     width = 3 + max(map(len, texts))
-    joined = b"".join([b"[" + t + b"]" + b" " * (width - 3 - len(t)) + b"," for t in texts])
-    return np.frombuffer(joined, dtype=np.uint8).reshape(len(texts), width)
+    # NumPy's own memory (huge pages where the kernel offers them: a gather of random rows
+    # then misses the TLB less), filled a block at a time to bound the transient copy.
+    out = np.empty((len(texts), width), np.uint8)
+    for start in range(0, len(texts), 4096):
+        part = texts[start : start + 4096]
+        joined = b"".join([b"[" + t + b"]" + b" " * (width - 3 - len(t)) + b"," for t in part])
+        out[start : start + len(part)] = np.frombuffer(joined, dtype=np.uint8).reshape(len(part), width)
+    return out
 
 
 def _f32(vectors: np.ndarray) -> bytes:
