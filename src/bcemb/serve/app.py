@@ -367,7 +367,6 @@ class EmbeddingService:
             starts.pop()
         ends = [*starts[1:], answer.rows]
 
-
         def block(start: int, end: int) -> bytes:
             if texts is not None:
                 store.ensure_unchanged(query.kind)
@@ -380,7 +379,10 @@ class EmbeddingService:
         if head:
             yield head
         for start, end in zip(starts, ends, strict=True):
-            yield block(start, end) if inline else await loop.run_in_executor(None, block, start, end)
+            if inline:
+                yield block(start, end)
+            else:
+                yield await loop.run_in_executor(None, block, start, end)
         tail = encoding.tail(answer)
         if tail:
             yield tail

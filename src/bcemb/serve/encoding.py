@@ -112,7 +112,8 @@ def json_padded_rows(texts: list[bytes]) -> np.ndarray:
     for start in range(0, len(texts), 4096):
         part = texts[start : start + 4096]
         joined = b"".join([b"[" + t + b"]" + b" " * (width - 3 - len(t)) + b"," for t in part])
-        out[start : start + len(part)] = np.frombuffer(joined, dtype=np.uint8).reshape(len(part), width)
+        block = np.frombuffer(joined, dtype=np.uint8).reshape(len(part), width)
+        out[start : start + len(part)] = block
     return out
 
 

@@ -49,7 +49,9 @@ def json_texts(store: EmbeddingStore, kind: str, version: int) -> np.ndarray | N
     return None if texts is None else texts.get((kind, version))
 
 
-def _encode_version(store: EmbeddingStore, version: int, budget: int) -> tuple[dict[str, np.ndarray], int] | None:
+def _encode_version(
+    store: EmbeddingStore, version: int, budget: int
+) -> tuple[dict[str, np.ndarray], int] | None:
     """Every row's JSON text of ``version`` and their size; None past ``budget`` or when a row
     is not finite (those answers go the checked way and fail with a clear error)."""
     out: dict[str, np.ndarray] = {}
@@ -91,7 +93,10 @@ class ViewPolicy:
 
     @classmethod
     def parse(
-        cls, spec: str, budget_mb: float = DEFAULT_VIEW_BUDGET_MB, json_mb: float = DEFAULT_JSON_BUDGET_MB
+        cls,
+        spec: str,
+        budget_mb: float = DEFAULT_VIEW_BUDGET_MB,
+        json_mb: float = DEFAULT_JSON_BUDGET_MB,
     ) -> ViewPolicy:
         """``auto`` (every older version within ``budget_mb``), ``all``, ``none`` or ``0,2``;
         ``json_mb`` for the rows' JSON texts.
