@@ -106,6 +106,17 @@ class Reply:
     body: bytes
 
 
+def _parse_head(head: bytes) -> tuple[int, dict[bytes, bytes]]:
+    """Status and lower-cased headers of an HTTP/1.1 answer's head."""
+    lines = head.split(b"\r\n")
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            k, _, v = line.partition(b":")
+            headers[k.strip().lower()] = v.strip()
+    return int(lines[0][9:12]), headers
+
+
 class Connection:
     """One keep-alive HTTP/1.1 connection (content-length and chunked answers)."""
 
@@ -120,14 +131,7 @@ class Connection:
 
     async def call(self, raw: bytes) -> Reply:
         self.writer.write(raw)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        status = int(lines[0][9:12])
-        headers = {}
-        for line in lines[1:]:
-            if line:
-                k, _, v = line.partition(b":")
-                headers[k.strip().lower()] = v.strip()
+        status, headers = _parse_head(await self.reader.readuntil(b"\r\n\r\n"))
         if b"content-length" in headers:
             body = await self.reader.readexactly(int(headers[b"content-length"]))
         else:
@@ -165,11 +169,7 @@ class BlockingConnection:
                 raise ConnectionError("the server closed the connection")
             got += chunk
         head, _, rest = got.partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        headers = {}
-        for line in lines[1:]:
-            k, _, v = line.partition(b":")
-            headers[k.strip().lower()] = v.strip()
+        status, headers = _parse_head(head)
         body = bytearray(int(headers[b"content-length"]))
         view = memoryview(body)
         view[: len(rest)] = rest
@@ -179,7 +179,7 @@ class BlockingConnection:
             if not n:
                 raise ConnectionError("the server closed the connection")
             done += n
-        return Reply(int(lines[0][9:12]), headers, body)  # type: ignore[arg-type]
+        return Reply(status, headers, body)  # type: ignore[arg-type]
 
     def close(self) -> None:
         self.sock.close()

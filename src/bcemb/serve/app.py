@@ -302,14 +302,8 @@ class EmbeddingService:
         if len(query.ids) * dim * 4 <= self.limits.chunk_bytes:
             answer = self._answer(store, query, dim)
             texts = self._texts(store, query, answer, encoding)
-            if texts is not None:  # rows kept as JSON text (finite when kept): a gather
-                rows = store.rows(query.ids, kind=query.kind)
-                store.ensure_unchanged(query.kind)
-                block = encoding.block_from_padded(texts[rows], True)
-            else:
-                vectors = store.get(query.ids, version=query.version, kind=query.kind)
-                _check_finite(vectors, answer)
-                block = encoding.block(vectors, True)
+            rows = store.rows(query.ids, kind=query.kind)
+            block = _rows_block(store, query, answer, encoding, texts, rows, True, True)
             body = b"".join((encoding.head(answer), block, encoding.tail(answer)))  # one copy
             headers = [*encoding.headers(answer), (b"x-embedding-space", answer.space.encode())]
             return Reply(200, body, encoding.content_type, headers)
@@ -368,12 +362,8 @@ class EmbeddingService:
         ends = [*starts[1:], answer.rows]
 
         def block(start: int, end: int) -> bytes:
-            if texts is not None:
-                store.ensure_unchanged(query.kind)
-                return encoding.block_from_padded(texts[rows[start:end]], end == answer.rows)
-            vectors = store.get_rows(rows[start:end], version=query.version, kind=query.kind)
-            _check_finite(vectors, answer)
-            return encoding.block(vectors, start == 0)
+            first, last = start == 0, end == answer.rows
+            return _rows_block(store, query, answer, encoding, texts, rows[start:end], first, last)
 
         head = encoding.head(answer)
         if head:
@@ -474,6 +464,26 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
         if key == name:
             return bytes(value)
     return None
+
+
+def _rows_block(
+    store: EmbeddingStore,
+    query: EmbeddingsQuery,
+    answer: Answer,
+    encoding: Encoding,
+    texts: np.ndarray | None,
+    rows: np.ndarray,
+    first: bool,
+    last: bool,
+) -> bytes:
+    """The encoded block of ``rows`` (from :meth:`EmbeddingStore.rows`): a gather of their kept
+    JSON texts (finite when kept) where there are some, else their vectors, checked finite."""
+    if texts is not None:
+        store.ensure_unchanged(query.kind)
+        return encoding.block_from_padded(texts[rows], last)
+    vectors = store.get_rows(rows, version=query.version, kind=query.kind)
+    _check_finite(vectors, answer)
+    return encoding.block(vectors, first)
 
 
 def _check_finite(vectors: np.ndarray, answer: Answer) -> None:

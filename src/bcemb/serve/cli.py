@@ -6,7 +6,6 @@ Imports only typer and the limits at module level, so that ``bcemb --help`` stay
 from __future__ import annotations
 
 import gc
-
 import ipaddress
 import logging
 from pathlib import Path

@@ -86,13 +86,10 @@ def json_row_texts(vectors: np.ndarray) -> list[bytes]:
     Shapes:
         vectors: ``[N, D]``, finite -> N texts.
     """
-    z = np.ascontiguousarray(vectors, dtype=np.float32)
-    if z.shape[0] == 0:
+    if len(vectors) == 0:
         return []
-    if z.shape[1] == 0:
-        return [b""] * z.shape[0]
     # No number's text holds "],[", so splitting the whole matrix's text is exact.
-    return orjson.dumps(z, option=orjson.OPT_SERIALIZE_NUMPY)[2:-2].split(b"],[")
+    return _json_rows(vectors)[2:-2].split(b"],[")
 
 
 def json_padded_rows(texts: list[bytes]) -> np.ndarray:

@@ -58,15 +58,18 @@ def _encode_version(
     used = 0
     for kind in sio.KINDS:
         texts: list[bytes] = []
+        least = used  # a lower bound of the size so far: each row's text and 3 bytes
         n = store.num_nodes(kind)
         for start in range(0, n, _TEXT_BLOCK_ROWS):
             rows = np.arange(start, min(n, start + _TEXT_BLOCK_ROWS))
             block = np.asarray(store.get_rows(rows, version=version, kind=kind))
             if not np.isfinite(block).all():
                 return None
-            texts.extend(json_row_texts(block))
-            if used + 3 * len(texts) + sum(map(len, texts)) > budget:  # a lower bound
+            part = json_row_texts(block)
+            least += 3 * len(part) + sum(map(len, part))
+            if least > budget:
                 return None
+            texts.extend(part)
         out[kind] = json_padded_rows(texts)
         used += out[kind].nbytes
         if used > budget:

@@ -614,7 +614,7 @@ class EmbeddingStore:
         done: list[int] = []
         used = sum(a.nbytes for a in self._views.values())
         for j in todo:
-            if j == self.latest or all((k, j) in self._views for k in sio.KINDS):
+            if j == self.latest or self._has_view(j):
                 done.append(j)
                 continue
             need = self.view_bytes(j)
@@ -634,12 +634,17 @@ class EmbeddingStore:
         """Whether :meth:`get` of ``version`` is a row gather with no product (the latest, or a
         materialized version)."""
         j = self._version(version)
-        return j == self.latest or all((k, j) in self._views for k in sio.KINDS)
+        return j == self.latest or self._has_view(j)
 
     @property
     def materialized(self) -> list[int]:
         """Versions whose views are kept in memory (see :meth:`materialize`)."""
-        return sorted({j for _, j in self._views if all((k, j) in self._views for k in sio.KINDS)})
+        return sorted({j for _, j in self._views if self._has_view(j)})
+
+    def _has_view(self, j: int) -> bool:
+        """Whether ver-``j`` views of every kind are kept (a version's kinds are added one at a
+        time)."""
+        return all((k, j) in self._views for k in sio.KINDS)
 
     # ------------------------------------------------------------------ new nodes
 
