@@ -299,22 +299,21 @@ class EmbeddingService:
             )
         scope["bcemb.vectors"] = len(query.ids)
         encoding = ENCODINGS[query.encoding]
+        answer = self._answer(store, query, dim)
+        headers = [*encoding.headers(answer), (b"x-embedding-space", answer.space.encode())]
         if len(query.ids) * dim * 4 <= self.limits.chunk_bytes:
-            answer = self._answer(store, query, dim)
             texts = self._texts(store, query, answer, encoding)
             rows = store.rows(query.ids, kind=query.kind)
             block = _rows_block(store, query, answer, encoding, texts, rows, True, True)
             body = b"".join((encoding.head(answer), block, encoding.tail(answer)))  # one copy
-            headers = [*encoding.headers(answer), (b"x-embedding-space", answer.space.encode())]
             return Reply(200, body, encoding.content_type, headers)
         loop = asyncio.get_running_loop()
         # Every id is looked up (and an unknown one refused) before the answer starts.
         rows = await loop.run_in_executor(None, lambda: store.rows(query.ids, kind=query.kind))
-        answer = self._answer(store, query, dim)
         return Reply(
             200,
             content_type=encoding.content_type,
-            headers=[*encoding.headers(answer), (b"x-embedding-space", answer.space.encode())],
+            headers=headers,
             stream=self._blocks(store, query, rows, answer, encoding),
             length=encoding.length(answer),
         )
