@@ -12,7 +12,8 @@ Then, from one client process (raw asyncio HTTP/1.1 with keep-alive, so that the
 little next to the server):
 
 1. p50/p99 of 1-id and 100-id requests (version 0: one product; JSON, and binary) from
-   ``--concurrency`` clients at once, ours and the floor in alternating rounds; ratio of p99s.
+   ``--concurrency`` clients at once, ours and the floor in alternating rounds; ratio of p99s,
+   and each server's CPU time per request (``server_cpu_ratio_*``: ours / the floor's).
 2. 10,000-id requests one at a time in each encoding, next to the same ``EmbeddingStore.get``
    in-process (one BLAS thread, like the server); ratio of the binary p50 to ``get``'s.
 3. Sustained load: 1-id requests from ``--concurrency`` clients for ``--load-seconds``;
@@ -271,6 +272,14 @@ def _wait_up(port: int, proc: subprocess.Popen, what: str) -> None:
         time.sleep(0.2)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
 def _rss(pid: int) -> int:
     import psutil
 
@@ -385,29 +394,45 @@ def main(argv: list[str] | None = None) -> None:
         )
 
         # 1. concurrent latency, ours and the floor in alternating rounds
-        print(f"\n{'cell':<16} {'ours p50':>9} {'p99':>8} | {'floor p50':>9} {'p99':>8} | {'p99 ratio':>9} {'bytes':>8}")
+        # The server's CPU seconds per request tell where a ratio comes from: with the servers
+        # saturated by the clients, a latency ratio follows the ratio of per-request CPU.
+        print(
+            f"\n{'cell':<16} {'ours p50':>9} {'p99':>8} | {'floor p50':>9} {'p99':>8} | {'p99 ratio':>9} "
+            f"{'bytes':>8} | {'server CPU us/req: ours':>23} {'floor':>6}"
+        )
         for n, encoding in cells:
             name = f"n{n}-{encoding}"
             mine: list[float] = []
             base: list[float] = []
+            cpu = {"ours": 0.0, "floor": 0.0}
             errors = 0
             for _ in range(args.rounds):
                 reqs = [[_post("/embeddings", body(n, encoding)) for _ in range(args.requests)]
                         for _ in range(args.concurrency)]  # fmt: skip
-                lat, err = asyncio.run(_concurrent(ours_port, reqs))
-                mine += lat[args.concurrency :]  # the first request of each client opens it
-                errors += err
                 floor_reqs = [[_post(f"/{name}", _body_of(r)) for r in c] for c in reqs]
-                lat, err = asyncio.run(_concurrent(floor_port, floor_reqs))
-                base += lat[args.concurrency :]
-                errors += err
+                for who, port, pid, raws, into in (
+                    ("ours", ours_port, ours.pid, reqs, mine),
+                    ("floor", floor_port, floor.pid, floor_reqs, base),
+                ):
+                    before = _cpu_seconds(pid)
+                    lat, err = asyncio.run(_concurrent(port, raws))
+                    cpu[who] += _cpu_seconds(pid) - before
+                    into += lat[args.concurrency :]  # the first request of each client opens it
+                    errors += err
             ratio = _ms(mine, 99) / _ms(base, 99)
             size = (floor_dir / f"{name}.body").stat().st_size
+            per_request = {k: 1e6 * v / (args.rounds * args.concurrency * args.requests) for k, v in cpu.items()}
             print(
                 f"{name:<16} {_ms(mine, 50):>7.2f}ms {_ms(mine, 99):>6.2f}ms | {_ms(base, 50):>7.2f}ms "
-                f"{_ms(base, 99):>6.2f}ms | {ratio:>8.2f}x {size:>8}" + (f"  errors {errors}" if errors else "")
+                f"{_ms(base, 99):>6.2f}ms | {ratio:>8.2f}x {size:>8} | {per_request['ours']:>23.0f} "
+                f"{per_request['floor']:>6.0f}" + (f"  errors {errors}" if errors else "")
             )
-            lines[f"p99_ratio_{n}{'id' if n == 1 else 'ids'}_{encoding}"] = ratio
+            cell = f"{n}{'id' if n == 1 else 'ids'}_{encoding}"
+            lines[f"p99_ratio_{cell}"] = ratio
+            # (CPU time is counted in clock ticks: a --fast run may see none for the floor.)
+            lines[f"server_cpu_ratio_{cell}"] = (
+                per_request["ours"] / per_request["floor"] if per_request["floor"] else float("nan")
+            )
 
         # 2. large requests one at a time, next to the in-process get
         print(f"\n{args.large} ids, one request at a time (version 0: {dims[0]} dims from {store.dim()}):")

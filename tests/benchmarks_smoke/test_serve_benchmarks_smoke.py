@@ -35,6 +35,7 @@ def test_serve_latency_fast_mode_prints_its_figures() -> None:
     for name in ("p99_ratio_1id", "p99_ratio_100ids", "binary_10k_ratio", "load_rps"):
         assert math.isfinite(float(lines[name])) and float(lines[name]) > 0
     assert int(lines["load_errors"]) == 0
+    assert "server_cpu_ratio_100ids_binary" in lines  # the servers' CPU per request, ours / floor
 
 
 @pytest.mark.slow
