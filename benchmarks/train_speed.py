@@ -78,13 +78,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,7 +104,7 @@ from bcemb.training.recommender import BPRObjective
 from bcemb.training.trainer import Alignment, VersionData, train_step
 from bcemb.transforms.base import BackwardTransform
 from bcemb.transforms.linear import LinearTransform
-from bcemb.utils import resolve_device
+from bcemb.utils import deterministic, resolve_device
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared benchmark helpers
 from _timing import median_pair  # noqa: E402
@@ -328,16 +327,6 @@ class _PlainPyG(nn.Module):
         return x[: graph.num_users], x[graph.num_users :]
 
 
-@contextlib.contextmanager
-def _deterministic(flag: bool) -> Iterator[None]:
-    previous = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(flag, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous)
-
-
 @dataclass
 class VersionTimes:
     """What :func:`time_variants` measured on one version.
@@ -414,7 +403,7 @@ def time_variants(
         det = name != "ours-fast"
 
         def run(i: int, model=model, opt=opt, alignment=alignment, det=det) -> None:  # noqa: ANN001
-            with _deterministic(det):
+            with deterministic(det):
                 train_step(model, objective, batches[i % len(batches)], opt, alignment)
             _sync(device)
 

@@ -25,7 +25,7 @@ from bcemb.training.distributed import average_buffers, average_gradients, avera
 from bcemb.training.objectives import Evaluator, Objective
 from bcemb.training.recommender import VersionData
 from bcemb.transforms.base import BackwardTransform
-from bcemb.utils import progress
+from bcemb.utils import deterministic, progress
 
 logger = logging.getLogger(__name__)
 
@@ -137,16 +137,12 @@ def train_model(
         checkpoint: A file where the loop's state is saved at every evaluation; when it
             exists, training resumes from it (bit for bit the uninterrupted run).
     """
-    previous = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
-    try:
+    with deterministic(config.deterministic):
         return _train_model(
             model, objective, evaluator, config, generator=generator, alignment=alignment,
             warmup_epochs=warmup_epochs, show_progress=show_progress, desc=desc,
             checkpoint=Path(checkpoint) if checkpoint is not None else None,
         )
-    finally:
-        torch.use_deterministic_algorithms(previous)
 
 
 def _train_model(
