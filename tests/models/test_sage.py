@@ -123,3 +123,38 @@ def test_models_saved_before_bag_mode_load_as_sum(toy_graph, tmp_path):
 def test_bad_bag_mode_is_named(toy_graph):
     with pytest.raises(ValueError, match="bag_mode"):
         _model(toy_graph, bag_mode="max")
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_weighted_batch_norm_equals_batch_norm_of_the_repeated_rows(seed, affine):
+    """Rows standing for ``w`` identical rows each: output, every gradient and the running
+    statistics are those of ``nn.BatchNorm1d`` on the rows repeated ``w`` times."""
+    from bcemb.models.sage import _weighted_batch_norm
+
+    torch.manual_seed(seed)
+    x = torch.randn(7, 5) * 3 + 1
+    w = torch.tensor([1.0, 3.0, 2.0, 1.0, 5.0, 1.0, 2.0])
+    ours_norm = torch.nn.BatchNorm1d(5, affine=affine).train()
+    ref_norm = copy.deepcopy(ours_norm)
+    if affine:
+        with torch.no_grad():
+            for norm in (ours_norm, ref_norm):
+                norm.weight.copy_(torch.linspace(0.5, 2.0, 5))
+                norm.bias.copy_(torch.linspace(-1.0, 1.0, 5))
+    x1 = x.clone().requires_grad_()
+    x2 = x.clone().requires_grad_()
+    out = _weighted_batch_norm(x1, w, ours_norm)
+    ref = ref_norm(x2.repeat_interleave(w.long(), dim=0))
+    # A distinct row's output is its copies' output (the first copy of each).
+    first = torch.cumsum(w.long(), 0) - w.long()
+    assert torch.allclose(out, ref[first], atol=1e-5)
+    up = torch.randn_like(out)
+    (out * up).sum().backward()
+    # The repeated rows' upstream gradient: each copy's share, so that the sums agree.
+    (ref * (up / w.unsqueeze(1)).repeat_interleave(w.long(), dim=0)).sum().backward()
+    assert torch.allclose(x1.grad, x2.grad, atol=1e-5)
+    if affine:
+        assert torch.allclose(ours_norm.weight.grad, ref_norm.weight.grad, atol=1e-5)
+        assert torch.allclose(ours_norm.bias.grad, ref_norm.bias.grad, atol=1e-5)
+    for b_ours, b_ref in zip(ours_norm.buffers(), ref_norm.buffers(), strict=True):
+        assert torch.allclose(b_ours.float(), b_ref.float(), atol=1e-6)
