@@ -158,3 +158,17 @@ def test_weighted_batch_norm_equals_batch_norm_of_the_repeated_rows(seed, affine
         assert torch.allclose(ours_norm.bias.grad, ref_norm.bias.grad, atol=1e-5)
     for b_ours, b_ref in zip(ours_norm.buffers(), ref_norm.buffers(), strict=True):
         assert torch.allclose(b_ours.float(), b_ref.float(), atol=1e-6)
+
+
+def test_weighted_batch_norm_gradients_pass_gradcheck(seed):
+    from bcemb.models.sage import _WeightedBatchNorm
+
+    torch.manual_seed(seed)
+    x = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.tensor([1.0, 2.0, 4.0, 1.0, 3.0, 1.0], dtype=torch.float64)
+    gamma = torch.rand(4, dtype=torch.float64, requires_grad=True)
+    beta = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    share = w / w.sum()
+    assert torch.autograd.gradcheck(
+        lambda x, g, b: _WeightedBatchNorm.apply(x, share, g, b, 1e-5)[0], (x, gamma, beta)
+    )
