@@ -395,7 +395,8 @@ def main(argv: list[str] | None = None) -> None:
 
         # 1. concurrent latency, ours and the floor in alternating rounds
         # The server's CPU seconds per request tell where a ratio comes from: with the servers
-        # saturated by the clients, a latency ratio follows the ratio of per-request CPU.
+        # saturated by the clients, the p50 ratio follows the ratio of per-request CPU (the p99
+        # ratio moves with either server's tail as well).
         print(
             f"\n{'cell':<16} {'ours p50':>9} {'p99':>8} | {'floor p50':>9} {'p99':>8} | {'p99 ratio':>9} "
             f"{'bytes':>8} | {'server CPU us/req: ours':>23} {'floor':>6}"

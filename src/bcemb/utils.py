@@ -55,21 +55,23 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 @contextmanager
 def deterministic(flag: bool) -> Iterator[None]:
-    """Deterministic kernels on (``flag``) or off within the block; the previous setting after.
+    """Deterministic kernels on (``flag``) or off within the block; the previous settings after.
 
     PyTorch then also fills every newly allocated tensor with NaN by default (a check for reads
     of uninitialized memory, ``torch.utils.deterministic.fill_uninitialized_memory``): a pass
-    over each activation and gradient that costs ~10 % of a training step on a Musical-sized
-    graph and changes no result, since every kernel writes its output. It is off here.
+    over each activation and gradient, ~5 % of a training step on a Musical-sized graph, that
+    changes no result, since every kernel writes its output. It is off here.
     """
-    previous = torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory
+    was_on = torch.are_deterministic_algorithms_enabled()
+    was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    was_filling = torch.utils.deterministic.fill_uninitialized_memory
     torch.use_deterministic_algorithms(flag, warn_only=True)
     torch.utils.deterministic.fill_uninitialized_memory = False
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(previous[0])
-        torch.utils.deterministic.fill_uninitialized_memory = previous[1]
+        torch.use_deterministic_algorithms(was_on, warn_only=was_warn_only)
+        torch.utils.deterministic.fill_uninitialized_memory = was_filling
 
 
 def fsync_file(path: str | Path) -> None:

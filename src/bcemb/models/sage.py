@@ -93,16 +93,24 @@ class SageConfig:
 class _WeightedBatchNorm(torch.autograd.Function):
     """Training-mode BatchNorm whose statistics weight each row (see :func:`_weighted_batch_norm`).
 
-    Autograd through the plain formula keeps about ten ``[R, D]`` passes forward and backward
-    (broadcast products, squares, the negated mean's gradient); this is four forward and six
-    backward, with the closed-form gradient
-    ``dx = s * (g_hat - w/n * sum(g_hat) - x_hat * w/n * sum(g_hat * x_hat))``,
-    ``g_hat = gamma * g``, ``s = 1 / sqrt(var + eps)``.
+    Autograd through the plain formula makes about twenty ``[R, D]`` passes forward and
+    backward (broadcast products, squares, the negated mean's gradient); this makes about five
+    forward and seven backward, with the closed-form gradient (``share`` = row weight / total,
+    ``invstd`` = 1 / sqrt(var + eps), ``x_hat`` = centred rows times ``invstd``)
+    ``dx = invstd * gamma * (grad - share * sum(grad) - share * x_hat * sum(grad * x_hat))``.
+    Once differentiable: a second derivative through it raises.
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, share: Tensor, gamma: Tensor | None, beta: Tensor | None, eps: float):  # noqa: ANN001, ANN205
-        mean = share @ x  # share = w / n: the weighted mean as one GEMV
+    def forward(  # noqa: D102
+        ctx,  # noqa: ANN001
+        x: Tensor,
+        share: Tensor,
+        gamma: Tensor | None,
+        beta: Tensor | None,
+        eps: float,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        mean = share @ x  # the weighted mean as one matrix-vector product
         centred = x - mean
         var = share @ centred.square()
         invstd = torch.rsqrt(var + eps)
@@ -114,15 +122,20 @@ class _WeightedBatchNorm(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: Tensor, _mean: Tensor, _var: Tensor):  # noqa: ANN001, ANN205
+    def backward(  # noqa: D102
+        ctx,  # noqa: ANN001
+        grad: Tensor,
+        _mean: Tensor,
+        _var: Tensor,
+    ) -> tuple[Tensor, None, Tensor | None, Tensor | None, None]:
         centred, share, invstd, gamma = ctx.saved_tensors
         grad_beta = grad.sum(0)
-        grad_gamma = (grad * centred).sum(0).mul_(invstd)  # sum(g * x_hat)
-        g = invstd if gamma is None else invstd * gamma
-        # dx = g * grad - share * (g * grad_beta + centred * (g * invstd * grad_gamma))
-        correction = torch.addcmul(g * grad_beta, centred, g * invstd * grad_gamma)
+        grad_gamma = (grad * centred).sum(0).mul_(invstd)  # sum(grad * x_hat)
+        scale = invstd if gamma is None else invstd * gamma
+        # dx = scale * grad - share * (scale * grad_beta + centred * (scale * invstd * grad_gamma))
+        correction = torch.addcmul(scale * grad_beta, centred, scale * invstd * grad_gamma)
         correction.mul_(share.unsqueeze(1))
-        grad_x = (grad * g).sub_(correction)
+        grad_x = (grad * scale).sub_(correction)
         needs = ctx.needs_input_grad
         return (
             grad_x,
