@@ -289,7 +289,7 @@ class SageEncoder(nn.Module):
         for i, (conv, norm, layer) in enumerate(zip(self.convs, self.norms, plan.layers, strict=True)):
             x = spmm(layer.op, self._input_projection(conv, plan) if i == 0 else project(conv, x))
             if conv.lin_l.bias is not None:
-                x = x + conv.lin_l.bias
+                x = x.add_(conv.lin_l.bias)  # in place: spmm's backward does not keep its output
             if self.training and layer.weight is not None:
                 x = _weighted_batch_norm(x, layer.weight, norm)
             else:
