@@ -116,7 +116,7 @@ class _WeightedBatchNorm(torch.autograd.Function):
         invstd = torch.rsqrt(var + eps)
         scale = invstd if gamma is None else invstd * gamma
         out = centred * scale if beta is None else torch.addcmul(beta, centred, scale)
-        ctx.save_for_backward(centred, share, invstd, gamma)
+        ctx.save_for_backward(centred, share, invstd, scale)
         ctx.mark_non_differentiable(mean, var)
         return out, mean, var  # the statistics for the running estimates
 
@@ -128,10 +128,9 @@ class _WeightedBatchNorm(torch.autograd.Function):
         _mean: Tensor,
         _var: Tensor,
     ) -> tuple[Tensor, None, Tensor | None, Tensor | None, None]:
-        centred, share, invstd, gamma = ctx.saved_tensors
+        centred, share, invstd, scale = ctx.saved_tensors  # scale = invstd * gamma
         grad_beta = grad.sum(0)
         grad_gamma = (grad * centred).sum(0).mul_(invstd)  # sum(grad * x_hat)
-        scale = invstd if gamma is None else invstd * gamma
         # dx = scale * grad - share * (scale * grad_beta + centred * (scale * invstd * grad_gamma))
         correction = torch.addcmul(scale * grad_beta, centred, scale * invstd * grad_gamma)
         correction.mul_(share.unsqueeze(1))
@@ -156,10 +155,8 @@ def _weighted_batch_norm(x: Tensor, weight: Tensor, norm: nn.BatchNorm1d) -> Ten
     if n <= 1:
         raise ValueError("BatchNorm needs more than one row per channel when training")
     share = (weight / n).to(x.dtype)
-    affine = norm.affine
-    out, mean, var = _WeightedBatchNorm.apply(
-        x, share, norm.weight if affine else None, norm.bias if affine else None, norm.eps
-    )
+    # Without affine parameters, norm.weight and norm.bias are None.
+    out, mean, var = _WeightedBatchNorm.apply(x, share, norm.weight, norm.bias, norm.eps)
     if norm.track_running_stats and norm.running_mean is not None:
         with torch.no_grad():
             norm.num_batches_tracked.add_(1)

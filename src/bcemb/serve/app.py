@@ -299,8 +299,8 @@ class EmbeddingService:
             )
         scope["bcemb.vectors"] = len(query.ids)
         encoding = ENCODINGS[query.encoding]
-        answer = self._answer(store, query, dim)
-        headers = [*encoding.headers(answer), (b"x-embedding-space", answer.space.encode())]
+        answer = self._answer(store, query, dim, space)
+        headers = [*encoding.headers(answer), (b"x-embedding-space", space.encode())]
         if len(query.ids) * dim * 4 <= self.limits.chunk_bytes:
             texts = self._texts(store, query, answer, encoding)
             rows = store.rows(query.ids, kind=query.kind)
@@ -320,9 +320,9 @@ class EmbeddingService:
 
     # ------------------------------------------------------------------ helpers
 
-    def _answer(self, store: EmbeddingStore, query: EmbeddingsQuery, dim: int) -> Answer:
+    def _answer(self, store: EmbeddingStore, query: EmbeddingsQuery, dim: int, space: str) -> Answer:
         version = store.latest if query.version is None else query.version
-        return Answer(version, store.latest, query.kind, query.ids, dim, store.space(version))
+        return Answer(version, store.latest, query.kind, query.ids, dim, space)
 
     @staticmethod
     def _texts(
