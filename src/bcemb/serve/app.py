@@ -119,6 +119,76 @@ def _store_problem(err: StoreError) -> HTTPProblem:
     return HTTPProblem(503, f"the store cannot answer now: {clip(str(err), 500)}", **extra)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What every answer of one version, kind and encoding of one store snapshot shares, worked
+    out on the first such request: a small answer is then a lookup, a gather and one join.
+
+    Attributes:
+        answer: The answer's fields with no ids (:meth:`Answer.with_ids` adds them).
+        encoding: The response encoding.
+        texts: The rows' kept JSON texts (:func:`~bcemb.serve.views.json_texts`) when the
+            answer is JSON and they are kept, else None (after a reload, the texts of the new
+            snapshot are computed while it serves: they are looked for again then).
+        around_ids: The head's bytes before and after the ids (their JSON comes between), when
+            the head holds the ids and nothing else that changes with the request.
+        extra: Response headers every such answer has.
+    """
+
+    answer: Answer
+    encoding: Encoding
+    texts: np.ndarray | None
+    around_ids: tuple[bytes, bytes] | None
+    extra: list[tuple[bytes, bytes]]
+
+    @classmethod
+    def of(cls, store: EmbeddingStore, version: int | None, kind: str, encoding: Encoding) -> _Plan:
+        """The plan of ``version`` (None: the latest) and ``kind`` in ``store``.
+
+        Raises:
+            UnknownVersionError: No such version.
+        """
+        dim = store.dim(version)
+        j = store.latest if version is None else version
+        answer = Answer(j, store.latest, kind, [], dim, store.space(version))
+        texts = json_texts(store, kind, j) if encoding.from_padded else None
+        around = None
+        if not encoding.sized_head:
+            before, found, after = encoding.head(answer).partition(b'"ids":[]')
+            around = (before + b'"ids":', after) if found else None
+        space = [(b"x-embedding-space", answer.space.encode())]
+        return cls(answer, encoding, texts, around, space)
+
+    def headers(self, n: int) -> list[tuple[bytes, bytes]]:
+        """The response headers of an answer of ``n`` rows."""
+        if not self.encoding.sized_headers:
+            return self.extra
+        return [*self.encoding.headers(self.answer.with_ids([""] * n)), *self.extra]
+
+    def body(self, store: EmbeddingStore, query: EmbeddingsQuery, rows: np.ndarray) -> bytes:
+        """The whole answer of ``rows`` (from :meth:`EmbeddingStore.rows`) in one piece."""
+        if self.around_ids is None:
+            head = self.encoding.head(self.answer.with_ids(query.ids))
+        else:
+            before, after = self.around_ids
+            head = b"".join((before, orjson.dumps(query.ids), after))
+        texts = self.texts
+        if texts is None and self.encoding.from_padded:  # kept after the plan was made (a reload)
+            texts = json_texts(store, query.kind, self.answer.version)
+        if texts is not None:
+            store.ensure_unchanged(query.kind)
+            block = texts[rows]
+            if len(block):
+                block[-1, -1] = 0x20  # no comma after the last row
+        else:
+            answer = self.answer.with_ids(query.ids)
+            vectors = store.get_rows(rows, version=query.version, kind=query.kind)
+            _check_finite(vectors, answer)
+            block = self.encoding.piece(vectors)
+        # One copy: the gathered block (any buffer) is joined without becoming bytes first.
+        return b"".join((head, block, self.encoding.tail(self.answer)))
+
+
 class EmbeddingService:
     """The ASGI app. Build it with :func:`create_app`.
 
@@ -150,6 +220,8 @@ class EmbeddingService:
         self._docs = docs
         self._deadlines = _Deadlines()
         self._docs_paths = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+        self._plans: dict[tuple[int | None, str, str], _Plan] = {}
+        self._plans_of: EmbeddingStore | None = None
 
     @property
     def store(self) -> EmbeddingStore:
@@ -283,46 +355,49 @@ class EmbeddingService:
                 "split the request",
             )
         store = self.store  # one snapshot for the whole request
-        dim = store.dim(query.version)
         scope["bcemb.version"] = query.version
-        space = store.space(query.version)
-        if query.expect_space is not None and query.expect_space != space:
+        plan = self._plan(store, query)
+        if query.expect_space is not None and query.expect_space != plan.answer.space:
             # The client holds vectors of another space (an earlier publish, another version):
             # mixing them with these would be silently wrong.
+            space = plan.answer.space
             raise HTTPProblem(
                 409,
                 f"the space changed: the store now serves {space} for version "
-                f"{store.latest if query.version is None else query.version}, not "
-                f"{clip(query.expect_space, 40)}; refetch the vectors you hold",
+                f"{plan.answer.version}, not {clip(query.expect_space, 40)}; refetch the "
+                "vectors you hold",
                 space=space,
                 expected=clip(query.expect_space, 40),
             )
-        scope["bcemb.vectors"] = len(query.ids)
-        encoding = ENCODINGS[query.encoding]
-        answer = self._answer(store, query, dim, space)
-        headers = [*encoding.headers(answer), (b"x-embedding-space", space.encode())]
-        if len(query.ids) * dim * 4 <= self.limits.chunk_bytes:
-            texts = self._texts(store, query, answer, encoding)
+        n = len(query.ids)
+        scope["bcemb.vectors"] = n
+        encoding = plan.encoding
+        if n * plan.answer.dim * 4 <= self.limits.chunk_bytes:
             rows = store.rows(query.ids, kind=query.kind)
-            block = _rows_block(store, query, answer, encoding, texts, rows, True, True)
-            body = b"".join((encoding.head(answer), block, encoding.tail(answer)))  # one copy
-            return Reply(200, body, encoding.content_type, headers)
+            return Reply(200, plan.body(store, query, rows), encoding.content_type, plan.headers(n))
+        answer = plan.answer.with_ids(query.ids)
         loop = asyncio.get_running_loop()
         # Every id is looked up (and an unknown one refused) before the answer starts.
         rows = await loop.run_in_executor(None, lambda: store.rows(query.ids, kind=query.kind))
         return Reply(
             200,
             content_type=encoding.content_type,
-            headers=headers,
+            headers=plan.headers(n),
             stream=self._blocks(store, query, rows, answer, encoding),
             length=encoding.length(answer),
         )
 
-    # ------------------------------------------------------------------ helpers
+    def _plan(self, store: EmbeddingStore, query: EmbeddingsQuery) -> _Plan:
+        """The :class:`_Plan` of the query's version, kind and encoding in ``store``."""
+        if store is not self._plans_of:  # a new snapshot: its plans start anew
+            self._plans, self._plans_of = {}, store
+        key = (query.version, query.kind, query.encoding)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = _Plan.of(store, query.version, query.kind, ENCODINGS[query.encoding])
+        return plan
 
-    def _answer(self, store: EmbeddingStore, query: EmbeddingsQuery, dim: int, space: str) -> Answer:
-        version = store.latest if query.version is None else query.version
-        return Answer(version, store.latest, query.kind, query.ids, dim, space)
+    # ------------------------------------------------------------------ helpers
 
     @staticmethod
     def _texts(

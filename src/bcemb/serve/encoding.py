@@ -16,7 +16,7 @@ computed and sent block by block (bounded memory) and a small one in one piece.
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import orjson
@@ -42,6 +42,10 @@ class Answer:
     ids: list[str]
     dim: int
     space: str = ""  # the fingerprint of the vectors' space (bcemb.store.fingerprint)
+
+    def with_ids(self, ids: list[str]) -> Answer:
+        """The same answer of ``ids``."""
+        return replace(self, ids=ids)
 
     @property
     def rows(self) -> int:
@@ -134,6 +138,10 @@ class Encoding:
     gather_chunks = 1
     #: Blocks can be gathered from :func:`json_padded_rows` (:meth:`block_from_padded`).
     from_padded = False
+    #: The head depends on the number of rows (not only on the ids' text).
+    sized_head = False
+    #: :meth:`headers` depend on the number of rows.
+    sized_headers = False
 
     def head(self, answer: Answer) -> bytes:
         """Bytes before the first block."""
@@ -142,6 +150,11 @@ class Encoding:
     def block(self, vectors: np.ndarray, first: bool) -> bytes:
         """One block of rows (``first``: the first block of the answer)."""
         raise NotImplementedError
+
+    def piece(self, vectors: np.ndarray) -> bytes | np.ndarray:
+        """The whole answer's rows as one buffer, to join between head and tail (no copy
+        where the encoding is the vectors' own bytes)."""
+        return self.block(vectors, True)
 
     def block_from_padded(self, rows: np.ndarray, last: bool) -> bytes:
         """:meth:`block` of rows given as a gather of :func:`json_padded_rows` (a copy, which
@@ -189,6 +202,7 @@ class Base64Encoding(Encoding):
 
     row_multiple = 3
     gather_chunks = 3
+    sized_head = True
 
     def head(self, answer: Answer) -> bytes:  # noqa: D102
         shape = f',"dtype":"<f4","shape":[{answer.rows},{answer.dim}],"vectors_base64":"'
@@ -206,6 +220,7 @@ class BinaryEncoding(Encoding):
 
     content_type = b"application/octet-stream"
     gather_chunks = 4
+    sized_headers = True
 
     def head(self, answer: Answer) -> bytes:  # noqa: D102
         return b""
@@ -215,6 +230,9 @@ class BinaryEncoding(Encoding):
 
     def tail(self, answer: Answer) -> bytes:  # noqa: D102
         return b""
+
+    def piece(self, vectors: np.ndarray) -> np.ndarray:  # noqa: D102
+        return np.ascontiguousarray(vectors, dtype="<f4")
 
     def headers(self, answer: Answer) -> list[tuple[bytes, bytes]]:  # noqa: D102
         return [
