@@ -187,3 +187,13 @@ def test_a_reload_keeps_the_new_snapshots_json_texts(tmp_path: Path) -> None:
     del old
     gc.collect()
     assert gone() is None and app.store in _TEXTS  # the texts do not keep a snapshot alive
+
+
+def test_the_service_builds_the_id_tables_of_each_snapshot(store_dir: Path) -> None:
+    pytest.importorskip("numba")
+    from bcemb.serve import create_app
+
+    app = create_app(store_dir, refresh_seconds=-1)
+    assert set(app.store._tables) == {"user", "item"}
+    ids = [str(i) for i in app.store.ids("user").tolist()][:20]
+    np.testing.assert_array_equal(app.store.rows(ids), np.arange(20))

@@ -25,6 +25,20 @@ __all__ = ["StoreWatcher"]
 _MAX_RETRY_DELAY = 30.0
 
 
+def _index_ids(store: EmbeddingStore) -> None:
+    """Build the snapshot's compiled id tables; without them (no numba, no memory) its dicts answer."""
+    started = time.perf_counter()
+    try:
+        built = store.index_ids()
+    except MemoryError:
+        logger.warning("not enough memory for the id tables of %s; ids are looked up one by one", store.manifest.name)
+        return
+    if built:
+        logger.info("built the id tables of %s in %.2f s", store.manifest.name, time.perf_counter() - started)
+    else:
+        logger.info("numba is not installed: ids are looked up one by one (pip install numba)")
+
+
 class StoreWatcher:
     """The store snapshot being served, and the thread that swaps in new ones.
 
@@ -34,6 +48,9 @@ class StoreWatcher:
         interval: Seconds between looks at the store pointer; negative: never reload.
         views: Older versions to keep materialized (computed at opening; after a reload,
             once the new snapshot is already served, so that no request waits for them).
+
+    Each snapshot's compiled id tables (:meth:`EmbeddingStore.index_ids`) are built the same
+    way: at opening, and after a reload while the new snapshot already answers from its dicts.
     """
 
     def __init__(
@@ -47,6 +64,7 @@ class StoreWatcher:
         self.store = EmbeddingStore(root, verify=verify)
         self.views = views if views is not None else ViewPolicy(enabled=False)
         self.views.apply(self.store)
+        _index_ids(self.store)
         self.interval = interval
         self.error: str | None = None
         self.failed_since: float | None = None
@@ -76,6 +94,7 @@ class StoreWatcher:
             self.views.apply(fresh)
         except MemoryError:
             logger.warning("not enough memory for the views of %s; computing per request", fresh.manifest.name)
+        _index_ids(fresh)
         return True
 
     def start(self) -> None:

@@ -46,6 +46,7 @@ from bcemb.store.errors import (
     UnknownVersionError,
 )
 from bcemb.store.fingerprint import SpaceVectors, manifest_space
+from bcemb.store.id_table import IdTable
 from bcemb.store.manifest import (
     POINTER,
     Manifest,
@@ -73,6 +74,9 @@ __all__ = [
 ]
 
 _OPEN_RETRIES = 5
+#: From this many ids, :meth:`EmbeddingStore.rows` asks the compiled table (when built): for a
+#: few ids the dict costs less than the call.
+_TABLE_MIN_IDS = 8
 
 
 def compose_matrix(transforms: Sequence[BackwardTransform], version: int) -> np.ndarray:
@@ -321,6 +325,7 @@ class EmbeddingStore:
             if not all(isinstance(i, str) for i in v):
                 raise IntegrityError(ids_path, f"the {k} ids must all be strings")
         self._index = {k: _IdIndex(v.tolist(), ids_path, k) for k, v in self._ids.items()}
+        self._tables: dict[str, IdTable] = {}  # compiled lookups (index_ids), when built
         self._served = {
             k: sio.ServedArray(
                 self._file(latest.files[f"{k}_emb"], verify=False),
@@ -498,6 +503,22 @@ class EmbeddingStore:
         # where runs of linear links are still one composed product each.
         return self.chain.apply(torch.from_numpy(np.require(z, np.float32, ["C", "W"])), j).numpy()
 
+    def index_ids(self) -> bool:
+        """Build compiled lookup tables of both kinds' ids (:class:`~bcemb.store.id_table.IdTable`,
+        needs numba), so that :meth:`rows` of many ids costs a fraction of the dict's cache misses.
+
+        About 0.3 s per 100,000 ids (plus compiling once per machine). The service builds them
+        with the views; a library user may call this after opening. Returns whether they were
+        built (False without numba: the dict answers, as always).
+        """
+        for kind, ids in self._ids.items():
+            if kind not in self._tables:
+                table = IdTable.build([str(i) for i in ids.tolist()])
+                if table is None:
+                    return False
+                self._tables[kind] = table
+        return True
+
     def rows(self, ids: Iterable[object], *, kind: str = "user") -> np.ndarray:
         """Row of each id in the latest embeddings.
 
@@ -511,6 +532,11 @@ class EmbeddingStore:
             raise TypeError(f"ids must be a sequence of ids, got the single {type(ids).__name__} {ids!r}")
         if not isinstance(ids, list | tuple):
             ids = list(ids)  # a generator is read once; the fallback below reads it again
+        if len(ids) >= _TABLE_MIN_IDS and type(ids) is list:
+            table = self._tables.get(kind)
+            found = table.rows(ids) if table is not None else None  # type: ignore[arg-type]
+            if found is not None:
+                return found
         rows = index.rows  # type: ignore[union-attr]
         try:  # the common case: known string ids, one dict lookup each
             return np.fromiter(map(rows.__getitem__, ids), dtype=np.intp, count=len(ids))
