@@ -6,7 +6,8 @@ limits, see :func:`bcemb.serve.server.run`):
 
 - ours: ``python -m bcemb.serve --store ...``;
 - the floor: a bare ASGI app that reads the request body and answers precomputed bytes: the
-  very bytes our server gave for a request of the same size (so the same answer size).
+  very bytes and headers our server gave for a request of the same size (so the same answer
+  size).
 
 Then, from one client process (raw asyncio HTTP/1.1 with keep-alive, so that the client costs
 little next to the server):
@@ -375,10 +376,12 @@ def main(argv: list[str] | None = None) -> None:
                 assert reply.status == 200, reply.body[:200]
                 name = f"n{n}-{encoding}"
                 (floor_dir / f"{name}.body").write_bytes(reply.body)
+                # Every header ours sent (the floor adds its own content-length): the same
+                # bytes on the wire, headers included.
                 keep = [
                     (k.decode(), v.decode())
                     for k, v in reply.headers.items()
-                    if k.startswith(b"x-bcemb") or k == b"content-type"
+                    if k not in (b"content-length", b"transfer-encoding", b"connection")
                 ]
                 (floor_dir / f"{name}.json").write_bytes(orjson.dumps(keep))
             conn.close()

@@ -19,8 +19,11 @@ the request failed before one was known).
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -34,6 +37,7 @@ _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5
 
 try:  # the content type Prometheus expects; the module itself is imported lazily
     from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+    from prometheus_client.utils import floatToGoString
 except ImportError:  # pragma: no cover - the serve extra is not installed
     CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -87,6 +91,57 @@ def probe_errors(store: Any) -> dict[int, tuple[float, float]]:
     return out
 
 
+class _RequestStats:
+    """``requests_total``, ``request_duration_seconds`` and ``vectors_served_total``, counted
+    in plain Python lists and exposed as Prometheus families when scraped.
+
+    prometheus-client's own counters take a lock and update a value object per observation
+    (about 5 us per request in a loaded server, against about 1 us here). Only the event loop
+    writes these counts, and a scrape reads them on the same thread.
+    """
+
+    def __init__(self, namespace: str) -> None:
+        self._names = tuple(f"{namespace}_{n}" for n in ("requests", "request_duration_seconds", "vectors_served"))
+        # (route, version, status) -> [count, seconds, per-bucket counts (the last: +Inf)]
+        self._requests: dict[tuple[str, object, int], list[Any]] = {}
+        self._vectors: dict[str, int] = {}
+
+    def observe(self, route: str, version: object, status: int, seconds: float, vectors: int) -> None:
+        """Count one answered request."""
+        key = (route, version, status)
+        stats = self._requests.get(key)
+        if stats is None:
+            stats = self._requests[key] = [0, 0.0, [0] * (len(_BUCKETS) + 1)]
+        stats[0] += 1
+        stats[1] += seconds
+        stats[2][bisect.bisect_left(_BUCKETS, seconds)] += 1  # le: a bound counts its own value
+        if vectors:
+            v = _version_label(version)
+            self._vectors[v] = self._vectors.get(v, 0) + vectors
+
+    def collect(self) -> Iterator[Any]:
+        """The three families (prometheus-client's collector protocol)."""
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+        labels = ["route", "version", "status"]
+        requests = CounterMetricFamily(self._names[0], "Requests answered.", labels=labels)
+        latency = HistogramMetricFamily(self._names[1], "Time to answer a request.", labels=labels)
+        for (route, version, status), (count, total, buckets) in list(self._requests.items()):
+            values = [route, _version_label(version), str(status)]
+            requests.add_metric(values, count)
+            cumulative = list(itertools.accumulate(buckets))
+            bounds = [*map(floatToGoString, _BUCKETS), "+Inf"]
+            latency.add_metric(values, list(zip(bounds, cumulative, strict=True)), total)
+        vectors = CounterMetricFamily(self._names[2], "Vectors returned.", labels=["version"])
+        for version, count in list(self._vectors.items()):
+            vectors.add_metric([version], count)
+        yield from (requests, latency, vectors)
+
+
+def _version_label(version: object) -> str:
+    return "latest" if version is None else str(version)
+
+
 class ServiceMetrics:
     """The service's metrics in a registry of their own.
 
@@ -95,24 +150,12 @@ class ServiceMetrics:
     """
 
     def __init__(self, namespace: str = "bcemb") -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from prometheus_client import CollectorRegistry, Counter, Gauge
 
         self.registry = CollectorRegistry(auto_describe=True)
-        labels = ("route", "version", "status")
-        self.requests = Counter(
-            "requests", "Requests answered.", labels, namespace=namespace, registry=self.registry
-        )
-        self.latency = Histogram(
-            "request_duration_seconds",
-            "Time to answer a request.",
-            labels,
-            namespace=namespace,
-            registry=self.registry,
-            buckets=_BUCKETS,
-        )
-        self.vectors = Counter(
-            "vectors_served", "Vectors returned.", ("version",), namespace=namespace, registry=self.registry
-        )
+        # Requests, latency and vectors served are counted in plain Python (see _RequestStats).
+        self.requests = _RequestStats(namespace)
+        self.registry.register(self.requests)
         self.latest = Gauge(
             "store_latest_version", "The store's latest version.", namespace=namespace, registry=self.registry
         )
@@ -138,25 +181,10 @@ class ServiceMetrics:
         )
         self._store_key: object = None
         self._lock = threading.Lock()
-        self._children: dict[tuple[str, object, int], tuple[Any, Any, Any]] = {}
 
     def observe(self, route: str, version: object, status: int, seconds: float, vectors: int = 0) -> None:
         """Record one answered request."""
-        key = (route, version, status)
-        children = self._children.get(key)
-        if children is None:  # labels() costs microseconds: look each label set up once
-            v = "latest" if version is None else str(version)
-            labels = (route, v, str(status))
-            children = self._children[key] = (
-                self.requests.labels(*labels),
-                self.latency.labels(*labels),
-                self.vectors.labels(v),
-            )
-        requests, latency, served = children
-        requests.inc()
-        latency.observe(seconds)
-        if vectors:
-            served.inc(vectors)
+        self.requests.observe(route, version, status, seconds, vectors)
 
     def track_store(self, store: Any) -> None:
         """Refresh the store gauges when the snapshot changed (probe errors are computed once per snapshot)."""
