@@ -132,7 +132,7 @@ class _Plan:
             snapshot are computed while it serves: they are looked for again then).
         around_ids: The head's bytes before and after the ids (their JSON comes between), when
             the head holds the ids and nothing else that changes with the request.
-        extra: Response headers every such answer has.
+        extra: The response headers that do not depend on the ids asked.
     """
 
     answer: Answer
@@ -156,14 +156,13 @@ class _Plan:
         if not encoding.sized_head:
             before, found, after = encoding.head(answer).partition(b'"ids":[]')
             around = (before + b'"ids":', after) if found else None
-        space = [(b"x-embedding-space", answer.space.encode())]
-        return cls(answer, encoding, texts, around, space)
+        extra = [*encoding.fixed_headers(answer), (b"x-embedding-space", answer.space.encode())]
+        return cls(answer, encoding, texts, around, extra)
 
     def headers(self, n: int) -> list[tuple[bytes, bytes]]:
         """The response headers of an answer of ``n`` rows."""
-        if not self.encoding.sized_headers:
-            return self.extra
-        return [*self.encoding.headers(self.answer.with_ids([""] * n)), *self.extra]
+        shape = self.encoding.rows_headers(n, self.answer.dim)
+        return [*shape, *self.extra] if shape else self.extra
 
     def body(self, store: EmbeddingStore, query: EmbeddingsQuery, rows: np.ndarray) -> bytes:
         """The whole answer of ``rows`` (from :meth:`EmbeddingStore.rows`) in one piece."""
@@ -181,9 +180,8 @@ class _Plan:
             if len(block):
                 block[-1, -1] = 0x20  # no comma after the last row
         else:
-            answer = self.answer.with_ids(query.ids)
             vectors = store.get_rows(rows, version=query.version, kind=query.kind)
-            _check_finite(vectors, answer)
+            _check_finite(vectors, self.answer.version)
             block = self.encoding.piece(vectors)
         # One copy: the gathered block (any buffer) is joined without becoming bytes first.
         return b"".join((head, block, self.encoding.tail(self.answer)))
@@ -556,16 +554,16 @@ def _rows_block(
         store.ensure_unchanged(query.kind)
         return encoding.block_from_padded(texts[rows], last)
     vectors = store.get_rows(rows, version=query.version, kind=query.kind)
-    _check_finite(vectors, answer)
+    _check_finite(vectors, answer.version)
     return encoding.block(vectors, first)
 
 
-def _check_finite(vectors: np.ndarray, answer: Answer) -> None:
+def _check_finite(vectors: np.ndarray, version: int) -> None:
     # On the plain array: the space-checking ufunc override of SpaceVectors costs more than
     # the check itself on a small answer.
     if not np.isfinite(vectors.view(np.ndarray)).all():  # JSON has no NaN; the store never should either
-        logger.error("non-finite values in version %d of the store", answer.version)
-        raise HTTPProblem(503, f"the store holds non-finite values in version {answer.version}")
+        logger.error("non-finite values in version %d of the store", version)
+        raise HTTPProblem(503, f"the store holds non-finite values in version {version}")
 
 
 def create_app(

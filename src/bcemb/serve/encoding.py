@@ -140,8 +140,6 @@ class Encoding:
     from_padded = False
     #: The head depends on the number of rows (not only on the ids' text).
     sized_head = False
-    #: :meth:`headers` depend on the number of rows.
-    sized_headers = False
 
     def head(self, answer: Answer) -> bytes:
         """Bytes before the first block."""
@@ -166,7 +164,15 @@ class Encoding:
         raise NotImplementedError
 
     def headers(self, answer: Answer) -> list[tuple[bytes, bytes]]:
-        """Extra response headers."""
+        """Extra response headers: :meth:`rows_headers`, then :meth:`fixed_headers`."""
+        return [*self.rows_headers(answer.rows, answer.dim), *self.fixed_headers(answer)]
+
+    def rows_headers(self, rows: int, dim: int) -> list[tuple[bytes, bytes]]:
+        """The extra headers that depend on the answer's shape."""
+        return []
+
+    def fixed_headers(self, answer: Answer) -> list[tuple[bytes, bytes]]:
+        """The extra headers that do not depend on the ids asked (only on version and kind)."""
         return []
 
     def length(self, answer: Answer) -> int | None:
@@ -220,7 +226,6 @@ class BinaryEncoding(Encoding):
 
     content_type = b"application/octet-stream"
     gather_chunks = 4
-    sized_headers = True
 
     def head(self, answer: Answer) -> bytes:  # noqa: D102
         return b""
@@ -234,9 +239,11 @@ class BinaryEncoding(Encoding):
     def piece(self, vectors: np.ndarray) -> np.ndarray:  # noqa: D102
         return np.ascontiguousarray(vectors, dtype="<f4")
 
-    def headers(self, answer: Answer) -> list[tuple[bytes, bytes]]:  # noqa: D102
+    def rows_headers(self, rows: int, dim: int) -> list[tuple[bytes, bytes]]:  # noqa: D102
+        return [(b"x-bcemb-shape", b"%d,%d" % (rows, dim))]
+
+    def fixed_headers(self, answer: Answer) -> list[tuple[bytes, bytes]]:  # noqa: D102
         return [
-            (b"x-bcemb-shape", f"{answer.rows},{answer.dim}".encode()),
             (b"x-bcemb-dtype", b"<f4"),
             (b"x-bcemb-version", str(answer.version).encode()),
             (b"x-bcemb-latest", str(answer.latest).encode()),
