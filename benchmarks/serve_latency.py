@@ -342,6 +342,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # As the server will (the JSON texts only matter to the server's answers).
     views = ViewPolicy.parse(args.materialize, json_mb=0).apply(store)
+    store.index_ids()  # the compiled id tables the server builds too (when numba is installed)
     print(f"store: {store!r}, built in {time.perf_counter() - t0:.1f} s at {work}")
     print(f"materialized versions (server and in-process get): {views or 'none'}")
     print(f"machine: {os.cpu_count()} cpus, load average {load0:.1f} at the start")
