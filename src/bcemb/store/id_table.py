@@ -15,6 +15,7 @@ surrogates kept), so an id matches exactly when the dict would match it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -120,21 +121,23 @@ def _lookup(
 
 
 _compiled: tuple | None = None
+_compiling = threading.Lock()  # the service's watcher thread and a library caller may race
 
 
 def _kernels() -> tuple | None:
     """The compiled ``(_build, _lookup)``, or None without numba (compiled once per process;
     numba's cache keeps the machine code between processes)."""
     global _compiled, _hash, _word
-    if _compiled is None:
-        try:
-            from numba import njit
-        except ImportError:
-            return None
-        # The helpers first: the kernels call them by their global names.
-        _hash = njit(cache=True, nogil=True, inline="always")(_hash)
-        _word = njit(cache=True, nogil=True, inline="always")(_word)
-        _compiled = (njit(cache=True, nogil=True)(_build), njit(cache=True, nogil=True)(_lookup))
+    with _compiling:
+        if _compiled is None:
+            try:
+                from numba import njit
+            except ImportError:
+                return None
+            # The helpers first: the kernels call them by their global names.
+            _hash = njit(cache=True, nogil=True, inline="always")(_hash)
+            _word = njit(cache=True, nogil=True, inline="always")(_word)
+            _compiled = (njit(cache=True, nogil=True)(_build), njit(cache=True, nogil=True)(_lookup))
     return _compiled
 
 
