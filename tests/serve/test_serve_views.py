@@ -197,3 +197,18 @@ def test_the_service_builds_the_id_tables_of_each_snapshot(store_dir: Path) -> N
     assert set(app.store._tables) == {"user", "item"}
     ids = [str(i) for i in app.store.ids("user").tolist()][:20]
     np.testing.assert_array_equal(app.store.rows(ids), np.arange(20))
+
+
+def test_a_swapped_out_snapshot_takes_its_plans_along(store_dir: Path) -> None:
+    import gc
+
+    app = create_app(store_dir, refresh_seconds=-1)
+    client = TestClient(app)
+    ids = [str(i) for i in app.store.ids("user").tolist()][:3]
+    assert client.post("/embeddings", json={"ids": ids, "version": 0}).status_code == 200
+    assert len(app._plans) == 1
+    app.watcher.store = EmbeddingStore(store_dir)  # what a reload does
+    gc.collect()
+    assert len(app._plans) == 0  # the old snapshot (and its kept texts) can be freed
+    assert client.post("/embeddings", json={"ids": ids, "version": 0}).status_code == 200
+    assert len(app._plans) == 1

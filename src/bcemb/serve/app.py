@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,8 +219,10 @@ class EmbeddingService:
         self._docs = docs
         self._deadlines = _Deadlines()
         self._docs_paths = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
-        self._plans: dict[tuple[int | None, str, str], _Plan] = {}
-        self._plans_of: EmbeddingStore | None = None
+        # Per snapshot (weak keys: a snapshot swapped out by a reload takes its plans along).
+        self._plans: weakref.WeakKeyDictionary[EmbeddingStore, dict[tuple[int | None, str, str], _Plan]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @property
     def store(self) -> EmbeddingStore:
@@ -387,12 +390,13 @@ class EmbeddingService:
 
     def _plan(self, store: EmbeddingStore, query: EmbeddingsQuery) -> _Plan:
         """The :class:`_Plan` of the query's version, kind and encoding in ``store``."""
-        if store is not self._plans_of:  # a new snapshot: its plans start anew
-            self._plans, self._plans_of = {}, store
+        plans = self._plans.get(store)
+        if plans is None:
+            plans = self._plans.setdefault(store, {})
         key = (query.version, query.kind, query.encoding)
-        plan = self._plans.get(key)
+        plan = plans.get(key)
         if plan is None:
-            plan = self._plans[key] = _Plan.of(store, query.version, query.kind, ENCODINGS[query.encoding])
+            plan = plans[key] = _Plan.of(store, query.version, query.kind, ENCODINGS[query.encoding])
         return plan
 
     # ------------------------------------------------------------------ helpers
