@@ -507,7 +507,8 @@ class EmbeddingStore:
         """Build compiled lookup tables of both kinds' ids (:class:`~bcemb.store.id_table.IdTable`,
         needs numba), so that :meth:`rows` of many ids costs a fraction of the dict's cache misses.
 
-        About 0.3 s per 100,000 ids (plus compiling once per machine). The service builds them
+        About 0.3 s per 100,000 ids (plus compiling once per machine) and 64-128 bytes of memory
+        per id plus a copy of the ids. The service builds them
         with the views; a library user may call this after opening. Returns whether they were
         built (False without numba: the dict answers, as always).
         """
