@@ -120,6 +120,9 @@ def _store_problem(err: StoreError) -> HTTPProblem:
     return HTTPProblem(503, f"the store cannot answer now: {clip(str(err), 500)}", **extra)
 
 
+_PlanKey = tuple[int | None, str, str]  # version (None: the latest), kind, encoding
+
+
 @dataclass(frozen=True)
 class _Plan:
     """What every answer of one version, kind and encoding of one store snapshot shares, worked
@@ -220,7 +223,7 @@ class EmbeddingService:
         self._deadlines = _Deadlines()
         self._docs_paths = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
         # Per snapshot (weak keys: a snapshot swapped out by a reload takes its plans along).
-        self._plans: weakref.WeakKeyDictionary[EmbeddingStore, dict[tuple[int | None, str, str], _Plan]] = (
+        self._plans: weakref.WeakKeyDictionary[EmbeddingStore, dict[_PlanKey, _Plan]] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -396,7 +399,8 @@ class EmbeddingService:
         key = (query.version, query.kind, query.encoding)
         plan = plans.get(key)
         if plan is None:
-            plan = plans[key] = _Plan.of(store, query.version, query.kind, ENCODINGS[query.encoding])
+            encoding = ENCODINGS[query.encoding]
+            plan = plans[key] = _Plan.of(store, query.version, query.kind, encoding)
         return plan
 
     # ------------------------------------------------------------------ helpers

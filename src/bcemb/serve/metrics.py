@@ -101,12 +101,15 @@ class _RequestStats:
     """
 
     def __init__(self, namespace: str) -> None:
-        self._names = tuple(f"{namespace}_{n}" for n in ("requests", "request_duration_seconds", "vectors_served"))
+        families = ("requests", "request_duration_seconds", "vectors_served")
+        self._names = tuple(f"{namespace}_{n}" for n in families)
         # (route, version, status) -> [count, seconds, per-bucket counts (the last: +Inf)]
         self._requests: dict[tuple[str, object, int], list[Any]] = {}
         self._vectors: dict[str, int] = {}
 
-    def observe(self, route: str, version: object, status: int, seconds: float, vectors: int) -> None:
+    def observe(
+        self, route: str, version: object, status: int, seconds: float, vectors: int
+    ) -> None:
         """Count one answered request."""
         key = (route, version, status)
         stats = self._requests.get(key)

@@ -31,7 +31,8 @@ def _index_ids(store: EmbeddingStore) -> None:
     try:
         built = store.index_ids()
     except MemoryError:
-        logger.warning("not enough memory for the id tables of %s; ids are looked up one by one", store.manifest.name)
+        name = store.manifest.name
+        logger.warning("not enough memory for the id tables of %s; ids are looked up one by one", name)
         return
     if built:
         logger.info("built the id tables of %s in %.2f s", store.manifest.name, time.perf_counter() - started)

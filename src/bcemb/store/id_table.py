@@ -73,7 +73,12 @@ def _build(blob: np.ndarray, offsets: np.ndarray, mask: int) -> np.ndarray:
 
 
 def _lookup(
-    buf: np.ndarray, table: np.ndarray, mask: int, blob: np.ndarray, offsets: np.ndarray, out: np.ndarray
+    buf: np.ndarray,
+    table: np.ndarray,
+    mask: int,
+    blob: np.ndarray,
+    offsets: np.ndarray,
+    out: np.ndarray,
 ) -> bool:
     """Rows of the NUL-separated ids in ``buf`` into ``out[:-1]``; False at the first unknown id.
     (``out[-1]`` receives a value read in the first pass, so that its loads are not optimized
@@ -101,7 +106,8 @@ def _lookup(
         found = -1
         while table[slot, 1] >= 0:
             meta = table[slot, 1]
-            if table[slot, 0] == h and (meta >> _LEN_SHIFT) == b - a and table[slot, 2] == w0 and table[slot, 3] == w1:
+            same_start = table[slot, 2] == w0 and table[slot, 3] == w1
+            if table[slot, 0] == h and (meta >> _LEN_SHIFT) == b - a and same_start:
                 row = meta & _ROW_MASK
                 c = offsets[row]
                 same = True
@@ -137,7 +143,8 @@ def _kernels() -> tuple | None:
             # The helpers first: the kernels call them by their global names.
             _hash = njit(cache=True, nogil=True, inline="always")(_hash)
             _word = njit(cache=True, nogil=True, inline="always")(_word)
-            _compiled = (njit(cache=True, nogil=True)(_build), njit(cache=True, nogil=True)(_lookup))
+            kernel = njit(cache=True, nogil=True)
+            _compiled = (kernel(_build), kernel(_lookup))
     return _compiled
 
 
@@ -188,6 +195,7 @@ class IdTable:
             return None
         out = np.empty(len(ids) + 1, np.intp)
         _, lookup = _compiled  # type: ignore[misc]
-        if not lookup(np.frombuffer(joined, np.uint8), self._table, self._mask, self._blob, self._offsets, out):
+        buf = np.frombuffer(joined, np.uint8)
+        if not lookup(buf, self._table, self._mask, self._blob, self._offsets, out):
             return None
         return out[:-1]
