@@ -168,6 +168,12 @@ class _Plan:
         shape = self.encoding.rows_headers(n, self.answer.dim)
         return [*shape, *self.extra] if shape else self.extra
 
+    def texts_in(self, store: EmbeddingStore) -> np.ndarray | None:
+        """:attr:`texts`, or the texts of ``store`` kept after the plan was made (a reload)."""
+        if self.texts is None and self.encoding.from_padded:
+            return json_texts(store, self.answer.kind, self.answer.version)
+        return self.texts
+
     def body(self, store: EmbeddingStore, query: EmbeddingsQuery, rows: np.ndarray) -> bytes:
         """The whole answer of ``rows`` (from :meth:`EmbeddingStore.rows`) in one piece."""
         if self.around_ids is None:
@@ -175,18 +181,8 @@ class _Plan:
         else:
             before, after = self.around_ids
             head = b"".join((before, orjson.dumps(query.ids), after))
-        texts = self.texts
-        if texts is None and self.encoding.from_padded:  # kept after the plan was made (a reload)
-            texts = json_texts(store, query.kind, self.answer.version)
-        if texts is not None:
-            store.ensure_unchanged(query.kind)
-            block = texts[rows]
-            if len(block):
-                block[-1, -1] = 0x20  # no comma after the last row
-        else:
-            vectors = store.get_rows(rows, version=query.version, kind=query.kind)
-            _check_finite(vectors, self.answer.version)
-            block = self.encoding.piece(vectors)
+        texts = self.texts_in(store)
+        block = _rows_piece(store, query, self.answer, self.encoding, texts, rows, True, True)
         # One copy: the gathered block (any buffer) is joined without becoming bytes first.
         return b"".join((head, block, self.encoding.tail(self.answer)))
 
@@ -387,7 +383,7 @@ class EmbeddingService:
             200,
             content_type=encoding.content_type,
             headers=plan.headers(n),
-            stream=self._blocks(store, query, rows, answer, encoding),
+            stream=self._blocks(store, query, rows, answer, plan),
             length=encoding.length(answer),
         )
 
@@ -405,25 +401,17 @@ class EmbeddingService:
 
     # ------------------------------------------------------------------ helpers
 
-    @staticmethod
-    def _texts(
-        store: EmbeddingStore, query: EmbeddingsQuery, answer: Answer, encoding: Encoding
-    ) -> np.ndarray | None:
-        """The rows' kept JSON texts when the answer is JSON and they are kept."""
-        if not encoding.from_padded:
-            return None
-        return json_texts(store, query.kind, answer.version)
-
     async def _blocks(
         self,
         store: EmbeddingStore,
         query: EmbeddingsQuery,
         rows: np.ndarray,
         answer: Answer,
-        encoding: Encoding,
+        plan: _Plan,
     ) -> AsyncIterator[bytes]:
         """Head, row blocks one at a time (products in a worker thread), tail."""
-        texts = self._texts(store, query, answer, encoding)
+        encoding = plan.encoding
+        texts = plan.texts_in(store)
         # A row gather (the latest or a materialized version) or a join of kept texts costs
         # less than the hop to a worker thread; only blocks with a product go there. Such
         # cheap blocks go out in pieces of about 1 MiB: fewer waits on the socket's flow control.
@@ -443,7 +431,7 @@ class EmbeddingService:
 
         def block(start: int, end: int) -> bytes:
             first, last = start == 0, end == answer.rows
-            return _rows_block(store, query, answer, encoding, texts, rows[start:end], first, last)
+            return bytes(_rows_piece(store, query, answer, encoding, texts, rows[start:end], first, last))
 
         head = encoding.head(answer)
         if head:
@@ -546,7 +534,7 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-def _rows_block(
+def _rows_piece(
     store: EmbeddingStore,
     query: EmbeddingsQuery,
     answer: Answer,
@@ -555,15 +543,16 @@ def _rows_block(
     rows: np.ndarray,
     first: bool,
     last: bool,
-) -> bytes:
-    """The encoded block of ``rows`` (from :meth:`EmbeddingStore.rows`): a gather of their kept
-    JSON texts (finite when kept) where there are some, else their vectors, checked finite."""
+) -> bytes | np.ndarray:
+    """The encoded block of ``rows`` (from :meth:`EmbeddingStore.rows`) as a buffer: a gather
+    of their kept JSON texts (finite when kept) where there are some, else their vectors,
+    checked finite (``bytes(...)`` of it is what a stream sends)."""
     if texts is not None:
         store.ensure_unchanged(query.kind)
-        return encoding.block_from_padded(texts[rows], last)
+        return encoding.padded(texts[rows], last)
     vectors = store.get_rows(rows, version=query.version, kind=query.kind)
     _check_finite(vectors, answer.version)
-    return encoding.block(vectors, first)
+    return encoding.piece(vectors, first)
 
 
 def _check_finite(vectors: np.ndarray, version: int) -> None:

@@ -149,23 +149,23 @@ class Encoding:
         """One block of rows (``first``: the first block of the answer)."""
         raise NotImplementedError
 
-    def piece(self, vectors: np.ndarray) -> bytes | np.ndarray:
-        """The whole answer's rows as one buffer, to join between head and tail (no copy
-        where the encoding is the vectors' own bytes)."""
-        return self.block(vectors, True)
+    def piece(self, vectors: np.ndarray, first: bool) -> bytes | np.ndarray:
+        """:meth:`block` as any buffer (no copy where the encoding is the vectors' own bytes):
+        a small answer joins it between head and tail, a stream sends ``bytes`` of it."""
+        return self.block(vectors, first)
+
+    def padded(self, rows: np.ndarray, last: bool) -> np.ndarray:
+        """:meth:`piece` of rows given as a gather of :func:`json_padded_rows` (a copy, which
+        this changes), ``last``: the answer's last block (when ``from_padded``)."""
+        raise NotImplementedError
 
     def block_from_padded(self, rows: np.ndarray, last: bool) -> bytes:
-        """:meth:`block` of rows given as a gather of :func:`json_padded_rows` (a copy, which
-        this may change), ``last``: the answer's last block (when ``from_padded``)."""
-        raise NotImplementedError
+        """:meth:`padded` as ``bytes``."""
+        return self.padded(rows, last).tobytes()
 
     def tail(self, answer: Answer) -> bytes:
         """Bytes after the last block."""
         raise NotImplementedError
-
-    def headers(self, answer: Answer) -> list[tuple[bytes, bytes]]:
-        """Extra response headers: :meth:`rows_headers`, then :meth:`fixed_headers`."""
-        return [*self.rows_headers(answer.rows, answer.dim), *self.fixed_headers(answer)]
 
     def rows_headers(self, rows: int, dim: int) -> list[tuple[bytes, bytes]]:
         """The extra headers that depend on the answer's shape."""
@@ -194,10 +194,10 @@ class JsonEncoding(Encoding):
         rows = _json_rows(vectors)[1:-1]
         return rows if first else b"," + rows
 
-    def block_from_padded(self, rows: np.ndarray, last: bool) -> bytes:  # noqa: D102
+    def padded(self, rows: np.ndarray, last: bool) -> np.ndarray:  # noqa: D102
         if last and len(rows):
             rows[-1, -1] = 0x20  # no comma after the answer's last row
-        return rows.tobytes()
+        return rows
 
     def tail(self, answer: Answer) -> bytes:  # noqa: D102
         return b"]}"
@@ -236,7 +236,7 @@ class BinaryEncoding(Encoding):
     def tail(self, answer: Answer) -> bytes:  # noqa: D102
         return b""
 
-    def piece(self, vectors: np.ndarray) -> np.ndarray:  # noqa: D102
+    def piece(self, vectors: np.ndarray, first: bool) -> np.ndarray:  # noqa: D102
         return np.ascontiguousarray(vectors, dtype="<f4")
 
     def rows_headers(self, rows: int, dim: int) -> list[tuple[bytes, bytes]]:  # noqa: D102

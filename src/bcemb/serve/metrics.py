@@ -129,11 +129,11 @@ class _RequestStats:
         labels = ["route", "version", "status"]
         requests = CounterMetricFamily(self._names[0], "Requests answered.", labels=labels)
         latency = HistogramMetricFamily(self._names[1], "Time to answer a request.", labels=labels)
+        bounds = [*map(floatToGoString, _BUCKETS), "+Inf"]  # the "le" labels
         for (route, version, status), (count, total, buckets) in list(self._requests.items()):
             values = [route, _version_label(version), str(status)]
             requests.add_metric(values, count)
-            cumulative = list(itertools.accumulate(buckets))
-            bounds = [*map(floatToGoString, _BUCKETS), "+Inf"]
+            cumulative = itertools.accumulate(buckets)
             latency.add_metric(values, list(zip(bounds, cumulative, strict=True)), total)
         vectors = CounterMetricFamily(self._names[2], "Vectors returned.", labels=["version"])
         for version, count in list(self._vectors.items()):
