@@ -155,7 +155,7 @@ class _Plan:
         dim = store.dim(version)
         j = store.latest if version is None else version
         answer = Answer(j, store.latest, kind, [], dim, store.space(version))
-        texts = json_texts(store, kind, j) if encoding.from_padded else None
+        texts = json_texts(store, kind, j) if encoding.joins_texts else None
         around = None
         if not encoding.sized_head:
             before, found, after = encoding.head(answer).partition(b'"ids":[]')
@@ -170,7 +170,7 @@ class _Plan:
 
     def texts_in(self, store: EmbeddingStore) -> np.ndarray | None:
         """:attr:`texts`, or the texts of ``store`` kept after the plan was made (a reload)."""
-        if self.texts is None and self.encoding.from_padded:
+        if self.texts is None and self.encoding.joins_texts:
             return json_texts(store, self.answer.kind, self.answer.version)
         return self.texts
 
@@ -182,9 +182,9 @@ class _Plan:
             before, after = self.around_ids
             head = b"".join((before, orjson.dumps(query.ids), after))
         texts = self.texts_in(store)
-        block = _rows_piece(store, query, self.answer, self.encoding, texts, rows, True, True)
-        # One copy: the gathered block (any buffer) is joined without becoming bytes first.
-        return b"".join((head, block, self.encoding.tail(self.answer)))
+        parts = _rows_parts(store, query, self.answer, self.encoding, texts, rows, True, True)
+        # One copy: the rows' texts (or the block's buffer) are joined straight into the body.
+        return b"".join([head, *parts, self.encoding.tail(self.answer)])
 
 
 class EmbeddingService:
@@ -431,7 +431,7 @@ class EmbeddingService:
 
         def block(start: int, end: int) -> bytes:
             first, last = start == 0, end == answer.rows
-            return bytes(_rows_piece(store, query, answer, encoding, texts, rows[start:end], first, last))
+            return b"".join(_rows_parts(store, query, answer, encoding, texts, rows[start:end], first, last))
 
         head = encoding.head(answer)
         if head:
@@ -534,7 +534,7 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-def _rows_piece(
+def _rows_parts(
     store: EmbeddingStore,
     query: EmbeddingsQuery,
     answer: Answer,
@@ -543,16 +543,16 @@ def _rows_piece(
     rows: np.ndarray,
     first: bool,
     last: bool,
-) -> bytes | np.ndarray:
-    """The encoded block of ``rows`` (from :meth:`EmbeddingStore.rows`) as a buffer: a gather
-    of their kept JSON texts (finite when kept) where there are some, else their vectors,
-    checked finite (``bytes(...)`` of it is what a stream sends)."""
+) -> list[bytes | np.ndarray]:
+    """The encoded block of ``rows`` (from :meth:`EmbeddingStore.rows`) as buffers to join: their
+    kept JSON texts (finite when kept) where there are some, else their vectors, checked finite
+    (``b"".join(...)`` of them is what a stream sends)."""
     if texts is not None:
         store.ensure_unchanged(query.kind)
-        return encoding.padded(texts[rows], last)
+        return encoding.from_pieces(texts[rows].tolist(), last)
     vectors = store.get_rows(rows, version=query.version, kind=query.kind)
     _check_finite(vectors, answer.version)
-    return encoding.piece(vectors, first)
+    return [encoding.piece(vectors, first)]
 
 
 def _check_finite(vectors: np.ndarray, version: int) -> None:

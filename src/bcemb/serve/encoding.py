@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import orjson
 
-__all__ = ["ENCODINGS", "Answer", "Encoding", "json_matrix", "json_padded_rows", "json_row_texts"]
+__all__ = ["ENCODINGS", "Answer", "Encoding", "json_matrix", "json_row_pieces", "json_row_texts"]
 
 
 @dataclass(frozen=True)
@@ -96,26 +96,15 @@ def json_row_texts(vectors: np.ndarray) -> list[bytes]:
     return _json_rows(vectors)[2:-2].split(b"],[")
 
 
-def json_padded_rows(texts: list[bytes]) -> np.ndarray:
-    """Rows' :func:`json_row_texts` as one ``[N, W]`` byte matrix: row ``i`` is
-    ``[<texts[i]>]``, spaces, then ``,`` (JSON allows the spaces). An answer of any rows is
-    then a NumPy row gather, like a float32 view's, instead of a Python object per row.
+def json_row_pieces(texts: list[bytes]) -> np.ndarray:
+    """Rows' :func:`json_row_texts` as the pieces of an answer: row ``i`` is
+    ``[<texts[i]>],``, one ``bytes`` each in an object array. The pieces of any rows (the last
+    one's comma cut) join between an answer's head and tail in one copy.
 
     Shapes:
-        -> ``[len(texts), 3 + max text length]``, uint8.
+        -> ``[len(texts)]``, object (``bytes``).
     """
-    if not texts:
-        return np.zeros((0, 3), np.uint8)
-    width = 3 + max(map(len, texts))
-    # NumPy's own memory (huge pages where the kernel offers them: a gather of random rows
-    # then misses the TLB less), filled a block at a time to bound the transient copy.
-    out = np.empty((len(texts), width), np.uint8)
-    for start in range(0, len(texts), 4096):
-        part = texts[start : start + 4096]
-        joined = b"".join([b"[" + t + b"]" + b" " * (width - 3 - len(t)) + b"," for t in part])
-        block = np.frombuffer(joined, dtype=np.uint8).reshape(len(part), width)
-        out[start : start + len(part)] = block
-    return out
+    return np.fromiter((b"[" + t + b"]," for t in texts), dtype=object, count=len(texts))
 
 
 def _f32(vectors: np.ndarray) -> bytes:
@@ -136,8 +125,8 @@ class Encoding:
     #: Chunks per block when the rows need no product: the encoded block stays about 1 MiB
     #: (a stalled client holds about one block), in fewer pieces.
     gather_chunks = 1
-    #: Blocks can be gathered from :func:`json_padded_rows` (:meth:`block_from_padded`).
-    from_padded = False
+    #: Blocks can be joined from :func:`json_row_pieces` (:meth:`from_pieces`).
+    joins_texts = False
     #: The head depends on the number of rows (not only on the ids' text).
     sized_head = False
 
@@ -154,14 +143,10 @@ class Encoding:
         a small answer joins it between head and tail, a stream sends ``bytes`` of it."""
         return self.block(vectors, first)
 
-    def padded(self, rows: np.ndarray, last: bool) -> np.ndarray:
-        """:meth:`piece` of rows given as a gather of :func:`json_padded_rows` (a copy, which
-        this changes), ``last``: the answer's last block (when ``from_padded``)."""
+    def from_pieces(self, pieces: list[bytes], last: bool) -> list[bytes]:
+        """The block of rows given as their :func:`json_row_pieces` (a list, which this
+        changes), as pieces to join; ``last``: the answer's last block (when :attr:`joins_texts`)."""
         raise NotImplementedError
-
-    def block_from_padded(self, rows: np.ndarray, last: bool) -> bytes:
-        """:meth:`padded` as ``bytes``."""
-        return self.padded(rows, last).tobytes()
 
     def tail(self, answer: Answer) -> bytes:
         """Bytes after the last block."""
@@ -183,7 +168,7 @@ class Encoding:
 class JsonEncoding(Encoding):
     """Nested JSON lists."""
 
-    from_padded = True
+    joins_texts = True
 
     def head(self, answer: Answer) -> bytes:  # noqa: D102
         return answer.fields() + b',"vectors":['
@@ -194,10 +179,10 @@ class JsonEncoding(Encoding):
         rows = _json_rows(vectors)[1:-1]
         return rows if first else b"," + rows
 
-    def padded(self, rows: np.ndarray, last: bool) -> np.ndarray:  # noqa: D102
-        if last and len(rows):
-            rows[-1, -1] = 0x20  # no comma after the answer's last row
-        return rows
+    def from_pieces(self, pieces: list[bytes], last: bool) -> list[bytes]:  # noqa: D102
+        if last and pieces:
+            pieces[-1] = pieces[-1][:-1]  # no comma after the answer's last row
+        return pieces
 
     def tail(self, answer: Answer) -> bytes:  # noqa: D102
         return b"]}"

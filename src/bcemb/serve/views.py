@@ -7,21 +7,22 @@ holds only the latest embeddings and the chain; the views are a cache of the sna
 
 A JSON answer then still formats every float (about 28 ns each: 0.7 ms for 100 ids of 256
 dims, several times the rest of the request). So each row of a materialized version (and of
-the latest) is also kept as its JSON text, padded to one width per version and kind, within a
-second budget (``--json-cache-mb``): a JSON answer of those rows is then a row gather too. It
-holds the same numbers as the answer formatted anew, with spaces between rows.
+the latest) is also kept as its JSON text, one ``bytes`` per row, within a second budget
+(``--json-cache-mb``): a JSON answer of those rows is then one join of their texts. It holds
+the same bytes as the answer formatted anew.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
-from bcemb.serve.encoding import json_padded_rows, json_row_texts
+from bcemb.serve.encoding import json_row_pieces, json_row_texts
 from bcemb.store import EmbeddingStore
 from bcemb.store import io as sio
 
@@ -34,7 +35,7 @@ DEFAULT_VIEW_BUDGET_MB = 1024.0
 #: Memory the rows' JSON texts may take (about 2.8 times their float32 views).
 DEFAULT_JSON_BUDGET_MB = 1024.0
 
-# Per served snapshot: (kind, version) -> its rows' JSON texts (json_padded_rows). Weak keys:
+# Per served snapshot: (kind, version) -> its rows' JSON texts (json_row_pieces). Weak keys:
 # a snapshot swapped out by a reload takes its texts with it.
 _TEXTS: weakref.WeakKeyDictionary[EmbeddingStore, dict[tuple[str, int], np.ndarray]] = (
     weakref.WeakKeyDictionary()
@@ -47,9 +48,17 @@ _TEXT_BLOCK_ROWS = 1024
 
 def json_texts(store: EmbeddingStore, kind: str, version: int) -> np.ndarray | None:
     """The JSON texts of every ``kind`` row of ``store`` at ``version`` as
-    :func:`~bcemb.serve.encoding.json_padded_rows`, or None when they are not kept."""
+    :func:`~bcemb.serve.encoding.json_row_pieces`, or None when they are not kept."""
     texts = _TEXTS.get(store)
     return None if texts is None else texts.get((kind, version))
+
+
+def _pieces_bytes(pieces: np.ndarray) -> int:
+    """Memory the row texts take: their bytes, a ``bytes`` object's header each, and the array."""
+    return sum(map(len, pieces)) + pieces.size * _PIECE_OVERHEAD + pieces.nbytes
+
+
+_PIECE_OVERHEAD = sys.getsizeof(b"")
 
 
 def _encode_version(
@@ -73,8 +82,8 @@ def _encode_version(
             if least > budget:
                 return None
             texts.extend(part)
-        out[kind] = json_padded_rows(texts)
-        used += out[kind].nbytes
+        out[kind] = json_row_pieces(texts)
+        used += _pieces_bytes(out[kind])
         if used > budget:
             return None
     return out, used
