@@ -55,7 +55,7 @@ def json_texts(store: EmbeddingStore, kind: str, version: int) -> np.ndarray | N
 
 def _pieces_bytes(pieces: np.ndarray) -> int:
     """Memory the row texts take: their bytes, a ``bytes`` object's header each, and the array."""
-    return sum(map(len, pieces)) + pieces.size * _PIECE_OVERHEAD + pieces.nbytes
+    return sum(map(len, pieces)) + pieces.size * (_PIECE_OVERHEAD + pieces.itemsize)
 
 
 _PIECE_OVERHEAD = sys.getsizeof(b"")
@@ -65,27 +65,26 @@ def _encode_version(
     store: EmbeddingStore, version: int, budget: int
 ) -> tuple[dict[str, np.ndarray], int] | None:
     """Every row's JSON text of ``version`` and their size; None past ``budget`` or when a row
-    is not finite (those answers go the checked way and fail with a clear error)."""
+    is not finite (those answers go the checked way and fail with a clear error).
+
+    Made and counted a block of rows at a time: no step holds the GIL for long (the service
+    answers meanwhile), and the texts are never held twice."""
     out: dict[str, np.ndarray] = {}
     used = 0
     for kind in sio.KINDS:
-        texts: list[bytes] = []
-        least = used  # a lower bound of the size so far: each row's text and 3 bytes
         n = store.num_nodes(kind)
+        pieces = np.empty(n, dtype=object)
         for start in range(0, n, _TEXT_BLOCK_ROWS):
             rows = np.arange(start, min(n, start + _TEXT_BLOCK_ROWS))
             block = np.asarray(store.get_rows(rows, version=version, kind=kind))
             if not np.isfinite(block).all():
                 return None
-            part = json_row_texts(block)
-            least += 3 * len(part) + sum(map(len, part))
-            if least > budget:
+            part = json_row_pieces(json_row_texts(block))
+            used += _pieces_bytes(part)
+            if used > budget:
                 return None
-            texts.extend(part)
-        out[kind] = json_row_pieces(texts)
-        used += _pieces_bytes(out[kind])
-        if used > budget:
-            return None
+            pieces[start : start + len(part)] = part
+        out[kind] = pieces
     return out, used
 
 
