@@ -87,6 +87,17 @@ def _answers(app: object, ids: list[str], version: int, kind: str = "user") -> b
     return r.content
 
 
+def _answers_of(store: EmbeddingStore, ids: list[str], version: int, kind: str) -> bytes:
+    """The JSON answer the service gives for a request that began on ``store`` (a snapshot that
+    a reload may since have swapped out)."""
+    from bcemb.serve.app import _Plan
+    from bcemb.serve.encoding import ENCODINGS
+    from bcemb.serve.request import EmbeddingsQuery
+
+    plan = _Plan.of(store, version, kind, ENCODINGS["json"])
+    return plan.body(store, EmbeddingsQuery(ids, version, kind, "json"), store.rows(ids, kind=kind))
+
+
 def _same_answer(kept: bytes, plain: bytes) -> None:
     """Kept texts give the formatted answer's very bytes."""
     assert kept == plain
@@ -161,34 +172,52 @@ def test_json_texts_keep_to_their_budget_and_skip_nonfinite_rows(store_dir: Path
 
 
 def test_a_reload_keeps_the_new_snapshots_json_texts(tmp_path: Path) -> None:
-    from bcemb.serve.views import json_texts
+    import gc
+    import weakref
+
+    import orjson
+
+    from bcemb.serve.views import _TEXTS, json_texts
 
     run = write_fake_run(tmp_path / "run", dims=(8, 12, 16), upto=1, seed=4)
     publish(run, tmp_path / "store")
     app = create_app(tmp_path / "store", refresh_seconds=-1, views=ViewPolicy.parse("auto"))
     old = app.store
+    old_texts = json_texts(old, "item", 1).copy()
+    retired = weakref.ref(json_texts(old, "item", 1))
     write_fake_run(tmp_path / "run", dims=(8, 12, 16), seed=4)
     publish(run, tmp_path / "store")
     assert app.watcher.poll()
     assert json_texts(app.store, "item", 2) is not None and json_texts(app.store, "item", 1) is not None
     ids = list(app.store.ids("item"))[:5]
     expected = np.asarray(app.store.get(ids, version=1, kind="item"))
-    import orjson
-
     got = np.array(orjson.loads(_answers(app, ids, 1, "item"))["vectors"], dtype=np.float32)
     np.testing.assert_array_equal(got, expected)
-    # Texts belong to their snapshot: the old one's version 1 was its latest, not B_2(z_2),
-    # and they go with it.
-    assert not np.array_equal(json_texts(old, "item", 1), json_texts(app.store, "item", 1))
-    import gc
-    import weakref
-
-    from bcemb.serve.views import _TEXTS
-
+    # Texts belong to their snapshot: the old one's version 1 was its latest, not B_2(z_2).
+    assert not np.array_equal(old_texts, json_texts(app.store, "item", 1))
+    # The swapped-out snapshot's texts are retired (a request still on it formats anew) ...
+    assert json_texts(old, "item", 1) is None
+    np.testing.assert_array_equal(
+        np.array(orjson.loads(_answers_of(old, ids, 1, "item"))["vectors"], dtype=np.float32),
+        np.asarray(old.get(ids, version=1, kind="item")),
+    )
     gone = weakref.ref(old)
     del old
     gc.collect()
     assert gone() is None and app.store in _TEXTS  # the texts do not keep a snapshot alive
+    # ... and freed by the watcher's next look, a block of rows at a time.
+    assert retired() is not None
+    assert not app.watcher.poll()
+    assert retired() is None and not app.watcher._retired
+
+
+def test_free_unused_leaves_texts_that_are_still_held() -> None:
+    from bcemb.serve.encoding import json_row_pieces
+    from bcemb.serve.views import free_unused
+
+    held = json_row_pieces([b"1", b"2"])
+    assert free_unused([held, json_row_pieces([b"3"])]) == [held]
+    assert held.tolist() == [b"[1],", b"[2],"]  # untouched
 
 
 def test_the_service_builds_the_id_tables_of_each_snapshot(store_dir: Path) -> None:

@@ -28,7 +28,14 @@ from bcemb.store import io as sio
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_JSON_BUDGET_MB", "DEFAULT_VIEW_BUDGET_MB", "ViewPolicy", "json_texts"]
+__all__ = [
+    "DEFAULT_JSON_BUDGET_MB",
+    "DEFAULT_VIEW_BUDGET_MB",
+    "ViewPolicy",
+    "free_unused",
+    "json_texts",
+    "retire_texts",
+]
 
 #: Memory the default policy (``auto``) may spend on views.
 DEFAULT_VIEW_BUDGET_MB = 1024.0
@@ -51,6 +58,33 @@ def json_texts(store: EmbeddingStore, kind: str, version: int) -> np.ndarray | N
     :func:`~bcemb.serve.encoding.json_row_pieces`, or None when they are not kept."""
     texts = _TEXTS.get(store)
     return None if texts is None else texts.get((kind, version))
+
+
+def retire_texts(store: EmbeddingStore) -> list[np.ndarray]:
+    """Take the kept texts of a snapshot that a reload swapped out, to be freed with
+    :func:`free_unused` (a request still on it formats its JSON anew, as without texts)."""
+    texts = _TEXTS.pop(store, None)
+    return list(texts.values()) if texts else []
+
+
+# Rows of texts freed per step: one step holds the GIL about 1 ms (150,000 rows at once: 44 ms).
+_FREE_BLOCK_ROWS = 4096
+
+
+def free_unused(retired: list[np.ndarray]) -> list[np.ndarray]:
+    """Free the retired texts nothing else holds any more, a block of rows at a time, letting
+    other threads run between blocks; returns those still held (by a request, or a plan of the
+    old snapshot)."""
+    held = []
+    for pieces in retired:
+        # References: the list, this loop's name, getrefcount's argument.
+        if sys.getrefcount(pieces) > 3:
+            held.append(pieces)
+            continue
+        for start in range(0, len(pieces), _FREE_BLOCK_ROWS):
+            pieces[start : start + _FREE_BLOCK_ROWS] = None
+            time.sleep(0)  # let the event loop in
+    return held
 
 
 def _pieces_bytes(pieces: np.ndarray) -> int:
