@@ -129,6 +129,9 @@ def _as_keys(ids: Iterable[object], what: str = "ids") -> list[str]:
     return keys
 
 
+_INDEX_BLOCK = 16_384
+
+
 class _IdIndex:
     """Row of each id of one kind: a plain dict, the fastest lookup for a few ids.
 
@@ -139,7 +142,12 @@ class _IdIndex:
     __slots__ = ("rows",)
 
     def __init__(self, ids: list[str], path: Path, kind: str) -> None:
-        self.rows: dict[str, int] = dict(zip(ids, range(len(ids)), strict=True))
+        # A block of ids per call: the service opens a new snapshot while it answers, and one
+        # call over 100,000 ids holds the GIL for tens of milliseconds.
+        self.rows: dict[str, int] = {}
+        for start in range(0, len(ids), _INDEX_BLOCK):
+            end = start + _INDEX_BLOCK
+            self.rows.update(zip(ids[start:end], range(start, end)))  # (zip stops at the ids' end)
         if len(self.rows) != len(ids):
             seen: set[str] = set()
             dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
@@ -619,7 +627,7 @@ class EmbeddingStore:
         return 4 * self.dim(version) * sum(self.num_nodes(k) for k in sio.KINDS)
 
     def materialize(
-        self, versions: Iterable[int] | None = None, *, max_bytes: int | None = None, block_rows: int = 65_536
+        self, versions: Iterable[int] | None = None, *, max_bytes: int | None = None, block_rows: int = 16_384
     ) -> list[int]:
         """Keep ver-j views of every stored node in memory, so that :meth:`get` of those
         versions is a row gather with no product.
@@ -632,7 +640,8 @@ class EmbeddingStore:
         Args:
             versions: Versions to keep (default every version but the latest, oldest first).
             max_bytes: Stop before the views would take more than this (None: no limit).
-            block_rows: Rows per product.
+            block_rows: Rows per product (the service materializes while it answers: each
+                block holds the GIL a few milliseconds at most around its BLAS call).
 
         Returns:
             The versions materialized (now or before).
