@@ -640,8 +640,8 @@ class EmbeddingStore:
         Args:
             versions: Versions to keep (default every version but the latest, oldest first).
             max_bytes: Stop before the views would take more than this (None: no limit).
-            block_rows: Rows per product (the service materializes while it answers: each
-                block holds the GIL a few milliseconds at most around its BLAS call).
+            block_rows: Rows per product (the service materializes while it answers: the
+                smaller the block, the shorter each hold of the GIL around its BLAS call).
 
         Returns:
             The versions materialized (now or before).
