@@ -26,7 +26,7 @@ def _run(script: str, *args: str) -> dict[str, str]:
         capture_output=True, text=True, timeout=900, env=env,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    return dict(line.split(" ", 1) for line in r.stdout.strip().splitlines()[-12:] if " " in line)
+    return dict(line.split(" ", 1) for line in r.stdout.strip().splitlines()[-20:] if " " in line)
 
 
 @pytest.mark.slow
@@ -36,6 +36,8 @@ def test_serve_latency_fast_mode_prints_its_figures() -> None:
         assert math.isfinite(float(lines[name])) and float(lines[name]) > 0
     assert int(lines["load_errors"]) == 0
     assert "server_cpu_ratio_100ids_binary" in lines  # the servers' CPU per request, ours / floor
+    # The reload: until the new version is served, and while its background work runs.
+    assert float(lines["reload_slowest_ms"]) > 0 and float(lines["reload_after_slowest_ms"]) > 0
 
 
 @pytest.mark.slow
