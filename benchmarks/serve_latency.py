@@ -14,7 +14,7 @@ little next to the server):
 
 1. p50/p99 of 1-id and 100-id requests (version 0: one product; JSON, and binary) from
    ``--concurrency`` clients at once, ours and the floor in 10 alternating rounds (16,000
-   requests each; a p99 of the 9,600 of 6 rounds moved by more between runs); ratio of p99s,
+   requests per server and cell); ratio of p99s,
    and each server's CPU time per request (``server_cpu_ratio_*``: ours / the floor's).
 2. 10,000-id requests one at a time in each encoding, next to the same ``EmbeddingStore.get``
    in-process (one BLAS thread, like the server); ratio of the binary p50 to ``get``'s.
@@ -352,11 +352,12 @@ def main(argv: list[str] | None = None) -> None:
     from bcemb.serve.views import ViewPolicy
 
     # As the server will (the JSON texts only matter to the server's answers).
-    views = ViewPolicy.parse(args.materialize, json_mb=0).apply(store)
+    policy = ViewPolicy.parse(args.materialize, json_mb=0)
+    views = policy.apply(store)
     # The library's get looks ids up in dicts unless told to build the compiled id tables
     # (which the server builds): the 10,000-id comparison is made with both.
     indexed = EmbeddingStore(work / "store")
-    ViewPolicy.parse(args.materialize, json_mb=0).apply(indexed)
+    policy.apply(indexed)
     has_tables = indexed.index_ids()
     print(f"store: {store!r}, built in {time.perf_counter() - t0:.1f} s at {work}")
     print(f"materialized versions (server and in-process get): {views or 'none'}")

@@ -107,8 +107,9 @@ def json_row_pieces(texts: list[bytes]) -> np.ndarray:
     return np.fromiter((b"[" + t + b"]," for t in texts), dtype=object, count=len(texts))
 
 
-def _f32(vectors: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vectors, dtype="<f4").tobytes()
+def _f32(vectors: np.ndarray) -> np.ndarray:
+    """The vectors as contiguous little-endian float32 (no copy when they are already)."""
+    return np.ascontiguousarray(vectors, dtype="<f4")
 
 
 class Encoding:
@@ -200,7 +201,7 @@ class Base64Encoding(Encoding):
         return answer.fields() + shape.encode()
 
     def block(self, vectors: np.ndarray, first: bool) -> bytes:  # noqa: D102
-        return base64.b64encode(_f32(vectors))
+        return base64.b64encode(_f32(vectors))  # (any buffer)
 
     def tail(self, answer: Answer) -> bytes:  # noqa: D102
         return b'"}'
@@ -216,13 +217,13 @@ class BinaryEncoding(Encoding):
         return b""
 
     def block(self, vectors: np.ndarray, first: bool) -> bytes:  # noqa: D102
-        return _f32(vectors)
+        return _f32(vectors).tobytes()
 
     def tail(self, answer: Answer) -> bytes:  # noqa: D102
         return b""
 
     def piece(self, vectors: np.ndarray, first: bool) -> np.ndarray:  # noqa: D102
-        return np.ascontiguousarray(vectors, dtype="<f4")
+        return _f32(vectors)
 
     def rows_headers(self, rows: int, dim: int) -> list[tuple[bytes, bytes]]:  # noqa: D102
         return [(b"x-bcemb-shape", b"%d,%d" % (rows, dim))]

@@ -57,7 +57,7 @@ def _build(blob: np.ndarray, offsets: np.ndarray, table: np.ndarray) -> None:
     """Fill the open-addressing table (linear probing) of ids ``blob[offsets[r]:offsets[r + 1]]``.
 
     Shapes:
-        table: ``[mask + 1, 4]`` int64, zeros: hash, length << 40 | row (-1: empty), first 16
+        table: ``[2^b, 4]`` int64, zeros: hash, length << 40 | row (-1: empty), first 16
             bytes.
     """
     mask = len(table) - 1
@@ -77,7 +77,6 @@ def _build(blob: np.ndarray, offsets: np.ndarray, table: np.ndarray) -> None:
 def _lookup(
     buf: np.ndarray,
     table: np.ndarray,
-    mask: int,
     blob: np.ndarray,
     offsets: np.ndarray,
     out: np.ndarray,
@@ -86,6 +85,7 @@ def _lookup(
     (``out[-1]`` receives a value read in the second pass, so that its loads are not optimized
     away.)"""
     n = len(out) - 1
+    mask = len(table) - 1
     starts = np.empty(n + 1, np.int64)
     hashes = np.empty(n, np.int64)
     slots = np.empty(n, np.int64)
@@ -196,8 +196,8 @@ class IdTable:
         num_ids: Ids held (row ``r`` is the ``r``-th id given to :meth:`build`).
     """
 
-    def __init__(self, blob: np.ndarray, offsets: np.ndarray, table: np.ndarray, mask: int) -> None:
-        self._blob, self._offsets, self._table, self._mask = blob, offsets, table, mask
+    def __init__(self, blob: np.ndarray, offsets: np.ndarray, table: np.ndarray) -> None:
+        self._blob, self._offsets, self._table = blob, offsets, table
         self.num_ids = len(offsets) - 1
 
     @classmethod
@@ -211,10 +211,10 @@ class IdTable:
         offsets = np.zeros(len(encoded) + 1, np.int64)
         np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)), out=offsets[1:])
         blob = np.frombuffer(b"".join(encoded), np.uint8) if encoded else np.zeros(0, np.uint8)
-        mask = (1 << max(1, (2 * len(encoded) - 1).bit_length())) - 1  # at most half full
-        slots = _huge_zeros((mask + 1, 4))
+        size = 1 << max(1, (2 * len(encoded) - 1).bit_length())  # a power of 2, at most half full
+        slots = _huge_zeros((size, 4))
         build(blob, offsets, slots)
-        table = cls(blob, offsets, slots, mask)
+        table = cls(blob, offsets, slots)
         table.rows(["bcemb: warm up"])  # compile (or load) the lookup now, not in a request
         return table
 
@@ -230,6 +230,6 @@ class IdTable:
         out = np.empty(len(ids) + 1, np.intp)
         _, lookup = _compiled  # type: ignore[misc]
         buf = np.frombuffer(joined, np.uint8)
-        if not lookup(buf, self._table, self._mask, self._blob, self._offsets, out):
+        if not lookup(buf, self._table, self._blob, self._offsets, out):
             return None
         return out[:-1]

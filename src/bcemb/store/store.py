@@ -516,13 +516,13 @@ class EmbeddingStore:
         needs numba), so that :meth:`rows` of many ids costs a fraction of the dict's cache misses.
 
         About 0.3 s per 100,000 ids (plus compiling once per machine) and 64-128 bytes of memory
-        per id plus a copy of the ids. The service builds them
-        with the views; a library user may call this after opening. Returns whether they were
-        built (False without numba: the dict answers, as always).
+        per id plus a copy of the ids. The service builds them with the views; a library user
+        may call this after opening. Returns whether they were built (False without numba: the
+        dict answers, as always).
         """
-        for kind, ids in self._ids.items():
+        for kind, index in self._index.items():
             if kind not in self._tables:
-                table = IdTable.build([str(i) for i in ids.tolist()])
+                table = IdTable.build(list(index.rows))  # the ids in row order (dict order)
                 if table is None:
                     return False
                 self._tables[kind] = table
